@@ -1,0 +1,1 @@
+"""Recording writer, prompt library, retention, playback/export of recordings."""

@@ -1,0 +1,10 @@
+"""The `frontdesk` command line: thin over the service layer, one module per command group."""
+from __future__ import annotations
+
+import click
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="frontdesk")
+def main() -> None:
+    """frontdesk: a telephone agent for a front desk (answers, scripts, register, callbacks)."""
