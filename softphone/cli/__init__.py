@@ -3,8 +3,15 @@ from __future__ import annotations
 
 import click
 
+from .calls import calls
+from .run import run
+
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="frontdesk")
 def main() -> None:
     """frontdesk: a telephone agent for a front desk (answers, scripts, register, callbacks)."""
+
+
+main.add_command(run)
+main.add_command(calls)

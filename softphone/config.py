@@ -1,0 +1,258 @@
+"""Configuration: an optional TOML file, then environment, then command-line flags.
+
+Every key has a type and a default that make `frontdesk run` work with no file at all (direct
+SIP on 127.0.0.1:5060, SQLite and recordings under var/).  An unknown key or a bad value stops
+start-up with a `ConfigError` that names the key (`answer.after_rings: must be ...`).
+
+The register is found the same way by every command: `--db URL`, else $FRONTDESK_DB, else
+`storage.db` in the config file (`--config FILE`, else $FRONTDESK_CONFIG), else the default.
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import os
+import tomllib
+from dataclasses import dataclass, field
+from datetime import datetime, tzinfo
+from pathlib import Path
+from typing import Any, Callable
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+DEFAULT_DB = "sqlite:///var/frontdesk.db"
+
+
+class ConfigError(ValueError):
+    """A configuration problem; the message starts with the key it is about."""
+
+
+# --- value parsers (raise ValueError with a short description) -------------------------------
+
+def _hostport(value: Any) -> tuple[str, int]:
+    text = str(value).strip()
+    host, colon, port = text.rpartition(":")
+    if not colon:
+        host, port = text, "5060"
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"must be HOST:PORT, got {value!r}")
+    return host, int(port)
+
+
+def _optional_hostport(value: Any) -> tuple[str, int] | None:
+    return None if value in ("", None) else _hostport(value)
+
+
+def _int_range(low: int, high: int) -> Callable[[Any], int]:
+    def parse(value: Any) -> int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            try:
+                value = int(str(value).strip())
+            except ValueError:
+                raise ValueError(f"must be a whole number, got {value!r}") from None
+        if not low <= value <= high:
+            raise ValueError(f"must be between {low} and {high}, got {value}")
+        return value
+    return parse
+
+
+def _optional_ms(value: Any) -> int | None:
+    return None if value in ("", None, -1) else _int_range(0, 600_000)(value)
+
+
+def _port_range(value: Any) -> tuple[int, int]:
+    low, high = (value if isinstance(value, (list, tuple)) else str(value).replace(" ", "").split("-"))[:2]
+    low, high = _int_range(1024, 65535)(low), _int_range(1024, 65535)(high)
+    if high - low < 1:
+        raise ValueError(f"must be LOW-HIGH with room for at least one call, got {value!r}")
+    return low, high
+
+
+def _cadence(value: Any) -> tuple[int, int]:
+    parts = value if isinstance(value, (list, tuple)) else str(value).split(",")
+    if len(parts) != 2:
+        raise ValueError(f"must be ON,OFF in milliseconds, got {value!r}")
+    on, off = (_int_range(100, 10_000)(p) for p in parts)
+    return on, off
+
+
+def _text(value: Any) -> str:
+    if not isinstance(value, (str, int)):
+        raise ValueError(f"must be text, got {value!r}")
+    return str(value)
+
+
+def _digits(value: Any) -> str:
+    text = _text(value).strip()
+    if not text.isdigit():
+        raise ValueError(f"must be digits, got {value!r}")
+    return text
+
+
+def _timezone(value: Any) -> str:
+    text = _text(value)
+    if text:
+        try:
+            ZoneInfo(text)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {text!r} (use a name like Asia/Shanghai)") from None
+    return text
+
+
+def _db_url(value: Any) -> str:
+    text = _text(value)
+    if not text.startswith(("sqlite:", "postgresql")):
+        raise ValueError(f"must be an SQLAlchemy URL (sqlite:///FILE or postgresql+psycopg://...), got {value!r}")
+    return text
+
+
+def _opt(default: Any, parse: Callable[[Any], Any], help: str) -> Any:
+    return field(default=default, metadata={"parse": parse, "help": help})
+
+
+# --- sections ----------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class SipConfig:
+    listen: tuple[str, int] = _opt(("127.0.0.1", 5060), _hostport, "address the agent listens on for SIP (UDP)")
+    public_address: str = _opt("", _text, "address to put in Contact and SDP when it differs from listen")
+    user: str = _opt("frontdesk", _text, "the agent's SIP user (the extension when registered)")
+    registrar: tuple[str, int] | None = _opt(None, _optional_hostport, "HOST:PORT of the PBX/registrar; empty: direct mode")
+    password: str = _opt("", _text, "digest password for the registrar")
+    domain: str = _opt("", _text, "SIP domain of the account (default: the registrar host)")
+    register_expires: int = _opt(300, _int_range(30, 86_400), "registration expiry asked for (s)")
+    rtp_ports: tuple[int, int] = _opt((20000, 20999), _port_range, "RTP port range LOW-HIGH")
+    max_calls: int = _opt(8, _int_range(1, 500), "line limit: more calls at once get 486 Busy Here")
+
+
+@dataclass(frozen=True)
+class AnswerConfig:
+    after_rings: int = _opt(2, _int_range(1, 10), "answer after this many rings (R1: normally 2, at most 3)")
+    ring_cadence: tuple[int, int] = _opt((1000, 4000), _cadence, "ring cadence ON,OFF in ms (China: 1000,4000)")
+    delay_ms: int | None = _opt(None, _optional_ms, "fixed ring time in ms; overrides after_rings")
+    max_rings: int = _opt(3, _int_range(1, 10), "R1: calls must be answered within this many rings")
+
+
+@dataclass(frozen=True)
+class FlowConfig:
+    no_speech_ms: int = _opt(3000, _int_range(500, 60_000), "silence after the greeting before the script moves on")
+    end_of_turn_ms: int = _opt(3000, _int_range(500, 60_000), "silence after the caller spoke: they have finished")
+    max_listen_ms: int = _opt(120_000, _int_range(5_000, 3_600_000), "longest the agent listens before closing")
+    wait_caller_hangup_ms: int = _opt(10_000, _int_range(0, 120_000), "R3: how long to wait for the caller to hang up")
+
+
+@dataclass(frozen=True)
+class DeskConfig:
+    name: str = _opt("frontdesk", _text, "this agent's name in the register (several agents may share a database)")
+    company: str = _opt("", _text, "company name in the prompts (default: the bundled 物业服务中心)")
+    company_audio: str = _opt("", _text, "WAV of the company name, required when company is set")
+    agent_no: str = _opt("1", _digits, "the agent number in the greeting (R2)")
+    title: str = _opt("", _text, "form of address in prompts (default 先生/女士)")
+    title_audio: str = _opt("", _text, "WAV of the title, when title is set")
+    timezone: str = _opt("", _timezone, "the desk's time zone for dates and folders (default: the system's)")
+
+
+@dataclass(frozen=True)
+class StorageConfig:
+    db: str = _opt(DEFAULT_DB, _db_url, "the register: sqlite:///FILE or postgresql+psycopg://...")
+    recordings: str = _opt("var/recordings", _text, "folder for call recordings (YYYY/MM/DD below it)")
+    journal: str = _opt("", _text, "write-ahead journal of register writes (default: var/register.journal)")
+
+
+@dataclass(frozen=True)
+class PromptsConfig:
+    dir: str = _opt("", _text, "folder with the site's own recordings (<prompt>.wav replaces a prompt)")
+
+
+@dataclass(frozen=True)
+class Config:
+    sip: SipConfig = SipConfig()
+    answer: AnswerConfig = AnswerConfig()
+    flow: FlowConfig = FlowConfig()
+    desk: DeskConfig = DeskConfig()
+    storage: StorageConfig = StorageConfig()
+    prompts: PromptsConfig = PromptsConfig()
+    source: str = ""  # where it came from, for messages
+
+    @property
+    def tz(self) -> tzinfo:
+        return ZoneInfo(self.desk.timezone) if self.desk.timezone else datetime.now().astimezone().tzinfo
+
+    @property
+    def journal_path(self) -> Path:
+        if self.storage.journal:
+            return Path(self.storage.journal)
+        return Path("var") / "register.journal"
+
+
+_SECTION_TYPES = {f.name: f.default.__class__ for f in dataclasses.fields(Config) if f.name != "source"}
+
+
+def _apply(section_name: str, current: Any, values: dict[str, Any]) -> Any:
+    known = {f.name: f for f in dataclasses.fields(current)}
+    changes = {}
+    for key, value in values.items():
+        if key not in known:
+            close = difflib.get_close_matches(key, known, n=1)
+            hint = f" (did you mean {section_name}.{close[0]}?)" if close else ""
+            raise ConfigError(f"{section_name}.{key}: unknown key{hint}")
+        try:
+            changes[key] = known[key].metadata["parse"](value)
+        except ValueError as error:
+            raise ConfigError(f"{section_name}.{key}: {error}") from None
+    return dataclasses.replace(current, **changes)
+
+
+def from_mapping(data: dict[str, Any], base: Config | None = None, source: str = "") -> Config:
+    config = base or Config()
+    for section, values in data.items():
+        if section not in _SECTION_TYPES:
+            close = difflib.get_close_matches(section, _SECTION_TYPES, n=1)
+            hint = f" (did you mean [{close[0]}]?)" if close else ""
+            raise ConfigError(f"{section}: unknown section{hint}")
+        if not isinstance(values, dict):
+            raise ConfigError(f"{section}: must be a [{section}] table")
+        config = dataclasses.replace(config, **{section: _apply(section, getattr(config, section), values)})
+    if source:
+        config = dataclasses.replace(config, source=source)
+    if config.answer.after_rings > config.answer.max_rings:
+        raise ConfigError(f"answer.after_rings: {config.answer.after_rings} breaks R1 (answer within "
+                          f"{config.answer.max_rings} rings)")
+    return config
+
+
+def load(path: str | Path | None = None, overrides: dict[str, dict[str, Any]] | None = None,
+         environ: dict[str, str] | None = None) -> Config:
+    """The configuration for a command: file (--config or $FRONTDESK_CONFIG), $FRONTDESK_DB, then flags."""
+    environ = os.environ if environ is None else environ
+    path = path or environ.get("FRONTDESK_CONFIG") or None
+    config = Config()
+    if path:
+        try:
+            data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigError(f"config: file not found: {path}") from None
+        except tomllib.TOMLDecodeError as error:
+            raise ConfigError(f"config: {path} is not valid TOML: {error}") from None
+        config = from_mapping(data, config, source=str(path))
+    if environ.get("FRONTDESK_DB"):
+        config = from_mapping({"storage": {"db": environ["FRONTDESK_DB"]}}, config)
+    if overrides:
+        config = from_mapping({section: {k: v for k, v in values.items() if v is not None}
+                               for section, values in overrides.items()}, config)
+    return config
+
+
+def reference() -> str:
+    """Every key with its default and help, as a commented TOML file (docs/configuration.md)."""
+    lines = []
+    for name, section_type in _SECTION_TYPES.items():
+        lines.append(f"[{name}]")
+        for f in dataclasses.fields(section_type):
+            default = f.default
+            if isinstance(default, tuple):
+                default = f"{default[0]}:{default[1]}" if isinstance(default[0], str) else list(default)
+            shown = '""' if default in ("", None) else (f'"{default}"' if isinstance(default, str) else
+                                                        str(default).replace("'", '"'))
+            lines.append(f"# {f.metadata['help']}\n{f.name} = {shown}")
+        lines.append("")
+    return "\n".join(lines)
