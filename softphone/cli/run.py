@@ -34,6 +34,7 @@ def run(config_file, db, listen, registrar, user, password, recordings, answer_a
     logging.basicConfig(level=log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.captureWarnings(True)
+    logging.getLogger("alembic").setLevel(logging.WARNING)
     overrides = {
         "sip": {"listen": listen, "registrar": registrar, "user": user, "password": password},
         "storage": {"recordings": recordings},

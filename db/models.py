@@ -1,0 +1,160 @@
+"""The telephone reception register (电话接待记录本) as SQLAlchemy 2.0 typed models.
+
+One `Call` row per call, answered or not (R16), holding what R17 asks for; its `CallEvent` rows
+are the prompts, scripts, DTMF and line changes with their times. The schema is built only by
+the Alembic migrations in db/migrations; `Base.metadata` is what they are checked against.
+
+Times: every DateTime column is `UTCDateTime`: it refuses naive datetimes, stores UTC and reads
+back timezone-aware UTC on SQLite (which has no time zones) and PostgreSQL (timestamptz) alike.
+"""
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+from sqlalchemy import (JSON, Boolean, CheckConstraint, DateTime, ForeignKey, Index, Integer,
+                        MetaData, String, Text, UniqueConstraint)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.types import TypeDecorator
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+STATUSES = ("ringing", "answered", "ended")
+OUTCOMES = ("handled", "message", "missed", "abandoned", "silent", "noisy", "after_hours", "busy",
+            "rejected", "interrupted")
+HUNG_UP_FIRST = ("caller", "agent", "system")
+# R16: consultation, complaint, repair, looking for someone, wrong number, other
+CATEGORIES = ("咨询", "投诉", "报修", "找人", "找错", "其他")
+DIRECTIONS = ("in", "out")
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A timezone-aware UTC datetime on every backend; a naive datetime is refused (ValueError)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if not isinstance(value, datetime):
+            raise TypeError(f"expected a datetime, got {type(value).__name__}")
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise ValueError(f"naive datetime {value.isoformat()}: register times must be aware")
+        value = value.astimezone(timezone.utc)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=timezone.utc)
+        return value.astimezone(timezone.utc)
+
+
+def _one_of(column: str, values: tuple[str, ...]) -> str:
+    return f"{column} IN ({', '.join(repr(v) for v in values)})"
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class Call(Base):
+    """One entry of the register (R16, R17); the agent names it by `uid` (uuid4 hex), not id."""
+
+    __tablename__ = "calls"
+    __table_args__ = (
+        Index("ix_calls_started_at", "started_at"),
+        Index("ix_calls_caller_started_at", "caller", "started_at"),
+        Index("ix_calls_outcome", "outcome"),
+        CheckConstraint(_one_of("status", STATUSES), name="status"),
+        CheckConstraint(_one_of("outcome", OUTCOMES), name="outcome"),
+        CheckConstraint(_one_of("hung_up_first", HUNG_UP_FIRST), name="hung_up_first"),
+        CheckConstraint(_one_of("category", CATEGORIES), name="category"),
+        CheckConstraint(_one_of("direction", DIRECTIONS), name="direction"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    uid: Mapped[str] = mapped_column(String(36), unique=True)
+    call_id: Mapped[str] = mapped_column(String(255), index=True)  # SIP Call-ID
+    agent: Mapped[str] = mapped_column(String(64))  # agent instance; several may share PostgreSQL
+    direction: Mapped[str] = mapped_column(String(8), default="in", server_default="in")
+    caller: Mapped[str] = mapped_column(String(128))
+    caller_name: Mapped[str | None] = mapped_column(String(128))
+    called: Mapped[str] = mapped_column(String(128))
+    remote_addr: Mapped[str | None] = mapped_column(String(64))
+
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime)  # INVITE arrival
+    ringing_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # 180 sent
+    answered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    # R1: 180 sent -> answer (-> end for an unanswered call), rings counted, rule met or not
+    ring_ms: Mapped[int | None] = mapped_column(Integer)
+    ring_ms_from_invite: Mapped[int | None] = mapped_column(Integer)
+    rings: Mapped[int | None] = mapped_column(Integer)
+    r1_met: Mapped[bool | None] = mapped_column(Boolean)  # None: never answered
+
+    talk_ms: Mapped[int | None] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(16), default="ringing", server_default="ringing")
+    outcome: Mapped[str | None] = mapped_column(String(16))
+    hung_up_first: Mapped[str | None] = mapped_column(String(8))  # R3
+    end_reason: Mapped[str | None] = mapped_column(String(32))
+    sip_code: Mapped[int | None] = mapped_column(Integer)  # final response: 200, 487, 486 …
+
+    codec: Mapped[str | None] = mapped_column(String(8))
+    category: Mapped[str | None] = mapped_column(String(8))  # R16
+    notes: Mapped[str | None] = mapped_column(Text)
+    scripts: Mapped[list[str] | None] = mapped_column(JSON)  # R6-R10 scripts applied
+    dtmf: Mapped[str | None] = mapped_column(String(64))  # R11
+
+    recording: Mapped[str | None] = mapped_column(String(512))
+    recording_sha256: Mapped[str | None] = mapped_column(String(64))
+    recording_ms: Mapped[int | None] = mapped_column(Integer)
+
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+    # The callback queue (R12-R14) will link its tasks to calls from its own table; nothing here.
+    events: Mapped[list[CallEvent]] = relationship(
+        back_populates="call", order_by="CallEvent.seq", cascade="all, delete-orphan",
+        passive_deletes=True)
+
+    def __repr__(self) -> str:
+        return f"<Call {self.id} uid={self.uid} caller={self.caller!r} status={self.status}>"
+
+
+class CallEvent(Base):
+    """Something that happened during a call, in order (`seq` 1..n per call)."""
+
+    __tablename__ = "call_events"
+    __table_args__ = (UniqueConstraint("call_pk", "seq"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    call_pk: Mapped[int] = mapped_column(ForeignKey("calls.id", ondelete="CASCADE"), index=True)
+    seq: Mapped[int] = mapped_column(Integer)
+    at: Mapped[datetime] = mapped_column(UTCDateTime)  # UTC wall time
+    t_ms: Mapped[int] = mapped_column(Integer)  # ms since the INVITE arrived (monotonic clock)
+    kind: Mapped[str] = mapped_column(String(32))  # ringing, answered, prompt, script, dtmf …
+    data: Mapped[Any | None] = mapped_column(JSON)
+
+    call: Mapped[Call] = relationship(back_populates="events")
+
+    def __repr__(self) -> str:
+        return f"<CallEvent call={self.call_pk} #{self.seq} {self.kind} +{self.t_ms}ms>"
+
+
+#: Columns an op may set on a call (everything but the keys and the bookkeeping times).
+CALL_FIELDS = frozenset(c.key for c in Call.__table__.columns) - {"id", "uid", "created_at",
+                                                                 "updated_at"}
