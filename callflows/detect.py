@@ -199,6 +199,7 @@ class LineSegmenter:
         self.in_speech = False
         self.missing_ms = 0
         self.talkspurts = 0
+        self.speech_ms = 0  # time in talkspurts (speech frames only)
         self._run_ms = 0  # consecutive speech before the start is declared
         self._run_start_ms = 0
         self._run_level = _Level()
@@ -241,6 +242,15 @@ class LineSegmenter:
         """Milliseconds spent in a line state so far."""
         return self._time_in[LineState(state)]
 
+    def overall_state(self, min_speech_ms: int = 500) -> LineState:
+        """The line over the whole call so far: SPEECH or QUIET (by the active level over every
+        talkspurt) once talkspurts add up to `min_speech_ms`; else NOISY if the line was ever
+        noisy; else SILENT."""
+        level = self._call.dbfs
+        if self.speech_ms >= min_speech_ms and level is not None:
+            return LineState.QUIET if level < self.quiet_threshold_dbfs else LineState.SPEECH
+        return LineState.NOISY if self._time_in[LineState.NOISY] > 0 else LineState.SILENT
+
     # -- input --------------------------------------------------------------------------------
     def push(self, verdict: FrameVerdict | FrameKind | bool, level_dbfs: float | None = None) -> list[LineEvent]:
         kind, level, missing = _unpack(verdict, level_dbfs)
@@ -254,6 +264,7 @@ class LineSegmenter:
             self._nonspeech_ms = 0
             if self.in_speech:
                 self._add_level(level)
+                self.speech_ms += self.frame_ms
                 self._last_speech_end_ms = self.t_ms
             else:
                 if self._run_ms == 0:
@@ -281,6 +292,7 @@ class LineSegmenter:
     def _begin_spurt(self, events: list[LineEvent]) -> None:
         self.in_speech = True
         self.talkspurts += 1
+        self.speech_ms += self._run_ms
         self._spurt = self._run_level
         self._call.merge(self._run_level)
         self._spurt_start_ms = self._run_start_ms
@@ -472,12 +484,7 @@ def analyze_pcm(samples: np.ndarray, rate: int, *, quiet_threshold_dbfs: float =
             if event.kind == "speech_start":
                 onsets.append(event.data["onset_ms"] / 1000.0)
     level = segmenter.call_active_level_dbfs
-    if segmenter.talkspurts:
-        line = LineState.QUIET if level is not None and level < quiet_threshold_dbfs else LineState.SPEECH
-    elif segmenter.time_in(LineState.NOISY) > 0:
-        line = LineState.NOISY
-    else:
-        line = LineState.SILENT
+    line = segmenter.overall_state()
     return {
         "file": None,
         "frame_ms": FRAME_MS,

@@ -25,6 +25,7 @@ _NFFT = 512
 _NBIN = _NFFT // 2 + 1
 _EDGES_HZ = (250, 400, 550, 700, 900, 1100, 1350, 1650, 2000, 2400, 2850, 3300, 3750)
 _NBAND = len(_EDGES_HZ) - 1
+_BROAD = (0, 3, 6, 9)  # 250-700, 700-1350, 1350-2400, 2400-3750 Hz, from the bands above
 _LAG_MIN, _LAG_MAX = 20, 128  # 2.5 ms .. 16 ms pitch periods
 _TINY = 1e-12
 LEVEL_FLOOR_DBFS = -100.0  # what digital silence reads as
@@ -38,7 +39,7 @@ _CONTEXT = (
     ("snr_3", 3), ("snr_15", 15), ("snr_50", 50),
     ("pitch_5", 5), ("pitch_20", 20),
     ("flux_10", 10), ("flux_40", 40),
-    ("sustain_10", 10), ("sustain_40", 40),
+    ("sustain_10", 10), ("sustain_40", 40), ("peak_sustain_10", 10), ("peak_sustain_40", 40),
     ("voiced_50", 50), ("voicing_switch_25", 25), ("low_energy_50", 50),
     ("level_15", 15), ("level_sq_15", 15), ("level_60", 60), ("level_sq_60", 60),
     ("mod4_25", 25),
@@ -46,11 +47,11 @@ _CONTEXT = (
 _CTX_ALPHA = np.array([math.exp(-1.0 / tau) for _, tau in _CONTEXT])
 
 FEATURE_NAMES: tuple[str, ...] = (
-    *(f"band_snr_{lo}_{hi}" for lo, hi in zip(_EDGES_HZ[:-1], _EDGES_HZ[1:])),
-    "snr", "flatness", "pitch_raw", "pitch_clean", "zcr", "flux", "centroid", "sustain",
-    "above_p20", "above_p80", "p80_minus_p20", "below_peak",
+    *(f"band_snr_{_EDGES_HZ[i]}_{_EDGES_HZ[j]}" for i, j in zip(_BROAD, _BROAD[1:] + (_NBAND,))),
+    "snr", "bin_snr", "bin_active", "flatness", "pitch_raw", "pitch_clean", "zcr", "flux", "centroid", "sustain",
+    "peak_sustain", "above_p20", "above_p80", "p80_minus_p20", "below_peak",
     "snr_3", "snr_15", "snr_50", "pitch_5", "pitch_20", "flux_10", "flux_40",
-    "sustain_10", "sustain_40", "voiced_50", "voicing_switch_25", "low_energy_50",
+    "sustain_10", "sustain_40", "peak_sustain_10", "peak_sustain_40", "voiced_50", "voicing_switch_25", "low_energy_50",
     "level_std_15", "level_std_60", "mod4",
 )
 
@@ -80,6 +81,9 @@ _IN_BAND = slice(int(_EDGES_HZ[0] * _NFFT / RATE), int(_EDGES_HZ[-1] * _NFFT / R
 # Mean square of a frame from its one-sided windowed power spectrum.
 _POWER_TO_MS = 2.0 / (_NFFT * float(np.sum(_WINDOW ** 2)))
 _MOD4 = _resonator(4.0, 1000.0 / 20)
+_NEPER_TO_DB = 10.0 / math.log(10.0)
+_SMOOTH9 = np.full(9, 1.0 / 9.0)
+_INV_NIN = 1.0 / (_IN_BAND.stop - _IN_BAND.start)
 
 
 class FrameFeatures:
@@ -93,6 +97,8 @@ class FrameFeatures:
         self._ring = np.full((_NSUB, _NBIN), np.inf)
         self._ringmin = np.full(_NBIN, np.inf)
         self._hist = np.zeros((5, _NBAND))  # log band energies of the last 5 frames
+        self._two = np.empty((2, _NBIN))  # power and noise-subtracted power
+        self._peaks = np.zeros((3, _IN_BAND.stop - _IN_BAND.start))  # spectral peak shapes, last 3
         self._ctx = np.zeros(len(_CONTEXT))
         self._p20 = self._p80 = self._peak = 0.0
         self._voiced = 0.0
@@ -114,15 +120,26 @@ class FrameFeatures:
         e_band = _BANDS @ power
         n_band = _BANDS @ noise
         log_band = 10.0 * np.log10(e_band + _TINY)
-        band_snr = np.clip(log_band - 10.0 * np.log10(n_band + _TINY), -10.0, 50.0)
+        band_snr = 10.0 * np.log10((np.add.reduceat(e_band, _BROAD) + _TINY)
+                                   / (np.add.reduceat(n_band, _BROAD) + _TINY))
+        np.minimum(np.maximum(band_snr, -10.0, out=band_snr), 50.0, out=band_snr)
         e_tot = float(e_band.sum())
         l_tot = 10.0 * math.log10(e_tot * _POWER_TO_MS + _TINY)
         snr = 10.0 * math.log10((e_tot + _TINY) / (float(n_band.sum()) + _TINY))
         p_in = power[_IN_BAND] + 1e-14
-        flatness = float(np.mean(np.log(p_in))) - math.log(float(np.mean(p_in)))
+        log_p = np.log(p_in)
+        flatness = float(log_p.sum()) * _INV_NIN - math.log(float(p_in.sum()) * _INV_NIN)
+        # Per-bin a-posteriori SNR: narrowband noise (hum) spoils few bins, speech lifts many.
+        bin_ratio = p_in / (noise[_IN_BAND] + 1e-14)
+        bin_active = float(np.count_nonzero(bin_ratio > 4.0)) * _INV_NIN
+        np.minimum(np.maximum(bin_ratio, 1.0, out=bin_ratio), 1000.0, out=bin_ratio)
+        bin_snr = float(np.log(bin_ratio).sum()) * _INV_NIN * _NEPER_TO_DB
 
-        clean = np.maximum(power - noise, 0.0)
-        ac = np.fft.irfft(np.stack((power, clean)), _NFFT)
+        two = self._two
+        two[0] = power
+        np.subtract(power, noise, out=two[1])
+        np.maximum(two[1], 0.0, out=two[1])
+        ac = np.fft.irfft(two, _NFFT)
         # Normalised by the raw frame's energy, so that the clean part's periodicity counts only
         # as far as the clean part is a large share of the frame (steady hum leaves none).
         r = ac[:, _LAG_MIN:_LAG_MAX + 1] * (1.0 / (float(ac[0, 0]) + _TINY)) / _WIN_AC_NORM
@@ -130,11 +147,18 @@ class FrameFeatures:
         neg = frame < 0
         zcr = np.count_nonzero(neg[1:] ^ neg[:-1]) / FRAME
 
+        # Spectral peaks that stay put for 60 ms (held notes, hum) vs gliding harmonics (speech).
+        peaks = log_p - np.convolve(log_p, _SMOOTH9, mode="same")
+        old_peaks = self._peaks[self._n % 3]
+        denom = math.sqrt(float(peaks @ peaks) * float(old_peaks @ old_peaks))
+        peak_sustain = float(peaks @ old_peaks) / denom if denom > 1e-9 else 0.0
+        self._peaks[self._n % 3] = peaks
+
         hist = self._hist
         first = self._n == 1
-        flux = 0.0 if first else float(np.mean(np.abs(log_band - hist[0])))
-        cur = log_band - log_band.mean()
-        old = hist[4] - hist[4].mean()
+        flux = 0.0 if first else float(np.abs(log_band - hist[0]).sum()) * (1.0 / _NBAND)
+        cur = log_band - float(log_band.sum()) * (1.0 / _NBAND)
+        old = hist[4] - float(hist[4].sum()) * (1.0 / _NBAND)
         denom = math.sqrt(float(cur @ cur) * float(old @ old))
         sustain = float(cur @ old) / denom if (self._n > 5 and denom > 1e-9) else 0.0
         hist[1:] = hist[:-1]
@@ -155,11 +179,10 @@ class FrameFeatures:
         x1, x2, y1, y2 = self._mod
         y = b0 * l_tot + b2 * x2 - a1 * y1 - a2 * y2
         self._mod = [l_tot, x1, y, y1]
-        snr_mean = float(band_snr.mean())
 
         inputs = np.array((
-            snr_mean, snr_mean, snr_mean, pitch_clean, pitch_clean, flux, flux, sustain, sustain,
-            voiced, switch, 1.0 if l_tot < self._peak - 9.0 else 0.0,
+            bin_snr, bin_snr, bin_snr, pitch_clean, pitch_clean, flux, flux, sustain, sustain,
+            peak_sustain, peak_sustain, voiced, switch, 1.0 if l_tot < self._peak - 9.0 else 0.0,
             l_tot, l_tot * l_tot, l_tot, l_tot * l_tot, y * y,
         ))
         ctx = self._ctx
@@ -168,15 +191,20 @@ class FrameFeatures:
         else:
             ctx *= _CTX_ALPHA
             ctx += (1.0 - _CTX_ALPHA) * inputs
-        std15 = math.sqrt(max(ctx[13] - ctx[12] * ctx[12], 0.0))
-        std60 = math.sqrt(max(ctx[15] - ctx[14] * ctx[14], 0.0))
+        (snr_3, snr_15, snr_50, pitch_5, pitch_20, flux_10, flux_40, sustain_10, sustain_40,
+         peak_sustain_10, peak_sustain_40, voiced_50, switch_25, low_energy_50,
+         level_15, level_sq_15, level_60, level_sq_60, mod4_sq) = ctx.tolist()
+        std15 = math.sqrt(max(level_sq_15 - level_15 * level_15, 0.0))
+        std60 = math.sqrt(max(level_sq_60 - level_60 * level_60, 0.0))
+        # Order as FEATURE_NAMES; the scales only keep values near 1 (the model standardises).
         feats = np.concatenate((band_snr * 0.05, (
-            snr * 0.05, flatness, pitch_raw, pitch_clean, zcr * 4.0, flux * 0.2, centroid, sustain,
+            snr * 0.05, bin_snr * 0.1, bin_active, flatness, pitch_raw, pitch_clean, zcr * 4.0,
+            flux * 0.2, centroid, sustain, peak_sustain,
             (l_tot - self._p20) * 0.05, (l_tot - self._p80) * 0.05, (self._p80 - self._p20) * 0.05,
             (l_tot - self._peak) * 0.05,
-            ctx[0] * 0.05, ctx[1] * 0.05, ctx[2] * 0.05, ctx[3], ctx[4], ctx[5] * 0.2, ctx[6] * 0.2,
-            ctx[7], ctx[8], ctx[9], ctx[10] * 5.0, ctx[11],
-            std15 * 0.1, std60 * 0.1, math.sqrt(ctx[16]) * 0.1,
+            snr_3 * 0.1, snr_15 * 0.1, snr_50 * 0.1, pitch_5, pitch_20, flux_10 * 0.2, flux_40 * 0.2,
+            sustain_10, sustain_40, peak_sustain_10, peak_sustain_40, voiced_50, switch_25 * 5.0,
+            low_energy_50, std15 * 0.1, std60 * 0.1, math.sqrt(mod4_sq) * 0.1,
         )))
         return level, feats
 

@@ -153,3 +153,12 @@ class Finish(Action):
     outcome: str
     hung_up_first: str | None
     reason: str = ""
+
+
+@dataclass(frozen=True)
+class Record(Action):
+    """Store a value the caller gave in the register (R11: the callback number they typed)."""
+
+    field: str
+    value: str
+    confirmed: bool = True

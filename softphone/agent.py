@@ -22,9 +22,9 @@ from typing import Any, Callable, Protocol
 
 from callflows.answer import AnswerPolicy, RingCadence
 from callflows.events import (Answer, CallerHangup, Cancelled, CancelTimer, Confirmed, Digit, Event, Finish,
-                              Hangup, Hold, LineChanged, LinkLost, Log, Play, PromptFinished, Reject, Ringing,
-                              SetTimer, Shutdown, SpeechEnded, SpeechStarted, StartRecording, StopPlaying,
-                              TimerFired)
+                              Hangup, Hold, LineChanged, LinkLost, Log, Play, PromptFinished, Record, Reject,
+                              Ringing, SetTimer, Shutdown, SpeechEnded, SpeechStarted, StartRecording,
+                              StopPlaying, TimerFired)
 from callflows.flow import CallFlow, FlowSettings, IllegalTransition
 from db.ops import AddEvent, CloseCall, OpenCall, UpdateCall, new_uid
 from recordings.prompts import PromptError, PromptLibrary
@@ -61,6 +61,8 @@ class ActiveCall:
     codec: str | None = None
     timers: dict[str, float] = field(default_factory=dict)
     playing: str | None = None
+    dtmf: str = ""
+    first_frame_logged: bool = False
 
 
 class Agent:
@@ -76,8 +78,9 @@ class Agent:
         self._on_status = on_status or (lambda line: None)
         self.policy = AnswerPolicy(RingCadence(*config.answer.ring_cadence), config.answer.after_rings,
                                    config.answer.delay_ms, config.answer.max_rings)
-        self.flow_settings = FlowSettings(config.flow.no_speech_ms, config.flow.end_of_turn_ms,
-                                          config.flow.max_listen_ms, config.flow.wait_caller_hangup_ms)
+        self.flow_settings = FlowSettings(**{name: getattr(config.flow, name) for name in FlowSettings.__dataclass_fields__
+                                             if hasattr(config.flow, name)})
+        self.hours = config.hours.working_hours()
         s = config.sip
         self.sip = SipEndpoint(SipSettings(listen=s.listen, user=s.user, registrar=s.registrar, password=s.password,
                                            domain=s.domain, public_address=s.public_address,
@@ -200,13 +203,15 @@ class Agent:
                       event.at)
             self._dispatch(call, Hold(event.at, event.on_hold))
         elif isinstance(event, DtmfInfo):
+            call.dtmf += event.digit
             self._log(call, "dtmf", {"digit": event.digit, "via": "INFO"}, event.at)
             self._dispatch(call, Digit(event.at, event.digit))
 
     def _on_incoming(self, event: IncomingCall) -> None:
         uid = new_uid()
-        call = ActiveCall(event.key, uid, CallFlow(self.policy, self.flow_settings), event.caller, event.invite_at,
-                          event.ringing_at, LineListener())
+        after_hours = not self.hours.is_open(datetime.fromtimestamp(self._wall(event.invite_at), self.tz))
+        call = ActiveCall(event.key, uid, CallFlow(self.policy, self.flow_settings, after_hours=after_hours),
+                          event.caller, event.invite_at, event.ringing_at, LineListener())
         call.codec = event.negotiated.codec if event.negotiated else None
         self._calls[event.key] = call
         self.register.submit(OpenCall(uid, {
@@ -216,8 +221,8 @@ class Agent:
             "ringing_at": self._utc(event.ringing_at), "status": "ringing", "codec": call.codec,
         }))
         self._log(call, "ringing", {"invite_to_180_ms": round((event.ringing_at - event.invite_at) * 1000, 2),
-                                    "caller": event.caller, "answer_in_ms": self.policy.answer_delay_ms()},
-                  event.ringing_at)
+                                    "caller": event.caller, "answer_in_ms": self.policy.answer_delay_ms(),
+                                    "after_hours": after_hours}, event.ringing_at)
         self._dispatch(call, Ringing(event.ringing_at))
 
     def _on_refused(self, event: CallRefused) -> None:
@@ -242,6 +247,9 @@ class Agent:
                 continue
             if call.recording is not None:
                 self.recorder.write(call.key, frame.rx, frame.tx)
+                if not call.first_frame_logged:  # aligns the recording with the timeline (replay, rerun)
+                    call.first_frame_logged = True
+                    self._log(call, "recording", {"path": str(call.recording), "first_frame": True}, tick.at)
             for token, completed in frame.played:
                 if call.playing == token:
                     call.playing = None
@@ -250,9 +258,10 @@ class Agent:
                 if call.key not in self._calls:
                     break
             for digit in frame.digits:
+                call.dtmf += digit
                 self._log(call, "dtmf", {"digit": digit, "via": "rfc4733"}, tick.at)
                 self._dispatch(call, Digit(tick.at, digit))
-            if not call.confirmed or call.key not in self._calls:
+            if call.recording is None or call.key not in self._calls:
                 continue
             for kind, data in call.listener.push(frame.rx):
                 self._log(call, kind, data, tick.at)
@@ -301,6 +310,10 @@ class Agent:
             self.sip.hangup(call.key, action.status)
         elif isinstance(action, Log):
             self._log(call, action.kind, action.data, now)
+        elif isinstance(action, Record):
+            self.register.submit(UpdateCall(call.uid, {action.field: action.value}))
+            self._log(call, "recorded", {"field": action.field, "value": action.value,
+                                         "confirmed": action.confirmed}, now)
         elif isinstance(action, Finish):
             self._finish(call, action, now)
 
@@ -360,7 +373,7 @@ class Agent:
         fields: dict[str, Any] = {
             "status": "ended", "outcome": action.outcome, "hung_up_first": action.hung_up_first,
             "end_reason": action.reason or None, "ended_at": self._utc(now),
-            "sip_code": call.sip_code,
+            "sip_code": call.sip_code, "scripts": list(call.flow.scripts) or None, "dtmf": call.dtmf or None,
         }
         if call.answered_at is not None:
             fields["talk_ms"] = round((now - call.answered_at) * 1000.0)

@@ -132,12 +132,70 @@ class AnswerConfig:
     max_rings: int = _opt(3, _int_range(1, 10), "R1: calls must be answered within this many rings")
 
 
+def _float_range(low: float, high: float) -> Callable[[Any], float]:
+    def parse(value: Any) -> float:
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            raise ValueError(f"must be a number, got {value!r}") from None
+        if not low <= number <= high:
+            raise ValueError(f"must be between {low} and {high}, got {number}")
+        return number
+    return parse
+
+
+def _spans(value: Any) -> tuple[str, ...]:
+    from callflows.hours import parse_span
+    items = [value] if isinstance(value, str) else list(value)
+    for item in items:
+        parse_span(str(item))
+    return tuple(str(item) for item in items)
+
+
+def _dates(value: Any) -> tuple[str, ...]:
+    from datetime import date
+    items = list(value) if isinstance(value, (list, tuple)) else [value]
+    for item in items:
+        date.fromisoformat(str(item))
+    return tuple(str(item) for item in items)
+
+
+_MS = _int_range(0, 3_600_000)
+
+
 @dataclass(frozen=True)
 class FlowConfig:
-    no_speech_ms: int = _opt(3000, _int_range(500, 60_000), "silence after the greeting before the script moves on")
-    end_of_turn_ms: int = _opt(3000, _int_range(500, 60_000), "silence after the caller spoke: they have finished")
-    max_listen_ms: int = _opt(120_000, _int_range(5_000, 3_600_000), "longest the agent listens before closing")
+    no_speech_ms: int = _opt(3000, _MS, "R6: silence after the greeting before the silent-call script starts")
+    silent_pause_ms: int = _opt(2000, _MS, "R6: the pause (稍停) between the steps of the silent-call script")
+    end_of_turn_ms: int = _opt(3000, _MS, "silence after the caller spoke: they have finished")
+    noisy_after_ms: int = _opt(2000, _MS, "R7: noise-dominated line without clear speech for this long")
+    noisy_hold_ms: int = _opt(10_000, _MS, "R7: hold on (坚持) this long for the line to clear")
+    quiet_dbfs: float = _opt(-40.0, _float_range(-80.0, 0.0), "R8: speech below this active level is too quiet")
+    menu_timeout_ms: int = _opt(5000, _MS, "R11: wait for 1 or 2 after the message menu")
+    digit_timeout_ms: int = _opt(6000, _MS, "R11: wait between keypad digits")
+    message_silence_ms: int = _opt(3000, _MS, "R11: a voice message ends on this much silence")
+    message_max_ms: int = _opt(60_000, _MS, "R11: longest voice message")
+    max_listen_ms: int = _opt(120_000, _int_range(5_000, 3_600_000), "longest the agent listens before the menu")
     wait_caller_hangup_ms: int = _opt(10_000, _int_range(0, 120_000), "R3: how long to wait for the caller to hang up")
+
+
+_ALL_DAY = ("00:00-24:00",)
+
+
+@dataclass(frozen=True)
+class HoursConfig:
+    mon: tuple[str, ...] = _opt(_ALL_DAY, _spans, "working hours on Mondays, e.g. [\"08:00-12:00\", \"13:00-18:00\"]")
+    tue: tuple[str, ...] = _opt(_ALL_DAY, _spans, "working hours on Tuesdays")
+    wed: tuple[str, ...] = _opt(_ALL_DAY, _spans, "working hours on Wednesdays")
+    thu: tuple[str, ...] = _opt(_ALL_DAY, _spans, "working hours on Thursdays")
+    fri: tuple[str, ...] = _opt(_ALL_DAY, _spans, "working hours on Fridays")
+    sat: tuple[str, ...] = _opt(_ALL_DAY, _spans, "working hours on Saturdays")
+    sun: tuple[str, ...] = _opt(_ALL_DAY, _spans, "working hours on Sundays")
+    holidays: tuple[str, ...] = _opt((), _dates, "closed dates (YYYY-MM-DD): calls get the after-hours script")
+
+    def working_hours(self):
+        from callflows.hours import DAYS, WorkingHours
+        return WorkingHours.from_config({day: list(getattr(self, day)) for day in DAYS}, list(self.holidays))
 
 
 @dataclass(frozen=True)
@@ -168,6 +226,7 @@ class Config:
     sip: SipConfig = SipConfig()
     answer: AnswerConfig = AnswerConfig()
     flow: FlowConfig = FlowConfig()
+    hours: HoursConfig = HoursConfig()
     desk: DeskConfig = DeskConfig()
     storage: StorageConfig = StorageConfig()
     prompts: PromptsConfig = PromptsConfig()
@@ -242,17 +301,24 @@ def load(path: str | Path | None = None, overrides: dict[str, dict[str, Any]] | 
     return config
 
 
+def _toml_value(value: Any) -> str:
+    if value in ("", None):
+        return '""'
+    if isinstance(value, tuple) and len(value) == 2 and isinstance(value[0], str) and isinstance(value[1], int):
+        return f'"{value[0]}:{value[1]}"'
+    if isinstance(value, tuple):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, str):
+        return f'"{value}"'
+    return str(value)
+
+
 def reference() -> str:
     """Every key with its default and help, as a commented TOML file (docs/configuration.md)."""
     lines = []
     for name, section_type in _SECTION_TYPES.items():
         lines.append(f"[{name}]")
         for f in dataclasses.fields(section_type):
-            default = f.default
-            if isinstance(default, tuple):
-                default = f"{default[0]}:{default[1]}" if isinstance(default[0], str) else list(default)
-            shown = '""' if default in ("", None) else (f'"{default}"' if isinstance(default, str) else
-                                                        str(default).replace("'", '"'))
-            lines.append(f"# {f.metadata['help']}\n{f.name} = {shown}")
+            lines.append(f"# {f.metadata['help']}\n{f.name} = {_toml_value(f.default)}")
         lines.append("")
     return "\n".join(lines)

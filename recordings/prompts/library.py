@@ -21,6 +21,7 @@ HERE = Path(__file__).resolve().parent
 CATALOGUE = HERE / "catalogue.toml"
 _PLACEHOLDER = re.compile(r"\{(company|agent_no|title)\}")
 _GAP = np.zeros(int(0.12 * 8000), dtype=np.int16)  # around an inserted name or number
+BEEP = (0.25 * 32767 * np.sin(2 * np.pi * 1000 * np.arange(3200) / 8000)).astype(np.int16)  # 400 ms, 1 kHz
 DIGIT_NAMES = {**{str(d): f"digit_{d}" for d in range(10)}, "*": "digit_star", "#": "digit_hash"}
 
 
@@ -78,6 +79,8 @@ class PromptLibrary:
 
     def render(self, name: str, digits: str = "") -> Prompt:
         """The prompt `name`; `digits` appends a number read back digit by digit (R11)."""
+        if name == "beep":
+            return Prompt("beep", "(beep)", BEEP)
         if name not in self.texts:
             raise PromptError(f"unknown prompt {name!r}")
         prompt = self._cache.get(name)
