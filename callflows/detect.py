@@ -12,19 +12,17 @@ Two parts, as in Home Assistant's VoiceCommandSegmenter (STYLE.md item 2):
   and line-state changes: "speech", "quiet" (R8: active level below -40 dBFS), "noisy"
   (R7: mostly noise and no speech) and "silent" (R6).
 
-`analyze_file` / `analyze_pcm` run both over a recording (any WAV: PCM, float, mu-law, A-law;
-any rate; the left channel of stereo) for the CLI and the benchmark.
+`analyze_pcm` runs both over a whole 8 kHz signal; `softphone.analysis.analyze_file` reads and
+resamples any WAV for it (`frontdesk analyze`, the benchmark).
 
-Pure: no clock, no threads; the only file access is `analyze_file` reading the file it is given.
+Pure: no clock, no threads, no files.
 """
 from __future__ import annotations
 
 import enum
 import math
-import struct
 from collections import deque
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Mapping
 
 import numpy as np
@@ -375,103 +373,13 @@ def _unpack(verdict: FrameVerdict | FrameKind | bool, level: float | None) -> tu
     return FrameKind(verdict), level, False
 
 
-# -- recordings -------------------------------------------------------------------------------
-class AudioFormatError(ValueError):
-    """A file the detector cannot read as WAV audio."""
-
-
-def _ulaw_table() -> np.ndarray:
-    u = ~np.arange(256, dtype=np.int32) & 0xFF
-    exponent, mantissa = (u >> 4) & 0x07, u & 0x0F
-    magnitude = (((mantissa << 3) + 0x84) << exponent) - 0x84
-    return np.where(u & 0x80, -magnitude, magnitude).astype(np.float64)
-
-
-def _alaw_table() -> np.ndarray:
-    a = np.arange(256, dtype=np.int32) ^ 0x55
-    exponent, mantissa = (a >> 4) & 0x07, a & 0x0F
-    magnitude = np.where(exponent == 0, (mantissa << 4) + 8,
-                         ((mantissa << 4) + 0x108) << np.maximum(exponent - 1, 0))
-    return np.where(a & 0x80, magnitude, -magnitude).astype(np.float64)
-
-
-_PCM, _FLOAT, _ALAW, _MULAW, _EXTENSIBLE = 1, 3, 6, 7, 0xFFFE
-
-
-def read_wav(data: bytes) -> tuple[np.ndarray, int, int]:
-    """Decode WAV bytes: (first-channel samples as float64 on the int16 scale, rate, channels).
-
-    Reads PCM 8/16/24/32-bit, IEEE float 32/64, G.711 mu-law (format 7) and A-law (6), plain or
-    WAVE_FORMAT_EXTENSIBLE, walking the RIFF chunks itself (the stdlib `wave` refuses G.711).
-    """
-    if len(data) < 12 or data[:4] not in (b"RIFF", b"RIFX") or data[8:12] != b"WAVE":
-        raise AudioFormatError("not a RIFF/WAVE file")
-    if data[:4] == b"RIFX":
-        raise AudioFormatError("big-endian RIFX is not supported")
-    fmt = None
-    body = None
-    pos = 12
-    while pos + 8 <= len(data):
-        cid, size = data[pos:pos + 4], struct.unpack_from("<I", data, pos + 4)[0]
-        start = pos + 8
-        if cid == b"fmt ":
-            fmt = data[start:start + size]
-        elif cid == b"data":
-            body = data[start:min(start + size, len(data))]  # streamed files may overstate it
-            if fmt is not None:
-                break
-        pos = start + size + (size & 1)
-    if fmt is None or len(fmt) < 16:
-        raise AudioFormatError("no fmt chunk")
-    if body is None:
-        raise AudioFormatError("no data chunk")
-    tag, channels, rate, _, block, bits = struct.unpack_from("<HHIIHH", fmt)
-    if tag == _EXTENSIBLE:
-        if len(fmt) < 26:
-            raise AudioFormatError("short WAVE_FORMAT_EXTENSIBLE header")
-        tag = struct.unpack_from("<H", fmt, 24)[0]
-    if channels < 1 or rate < 1 or block < 1:
-        raise AudioFormatError("bad fmt chunk")
-    frames = len(body) // block
-    raw = np.frombuffer(body[:frames * block], dtype=np.uint8).reshape(frames, block)
-    width = block // channels
-    first = np.ascontiguousarray(raw[:, :width])  # left / first channel
-    if tag in (_MULAW, _ALAW) and width == 1:
-        table = _ulaw_table() if tag == _MULAW else _alaw_table()
-        return table[first[:, 0]], rate, channels
-    if tag == _PCM and width == 1:
-        return (first[:, 0].astype(np.float64) - 128.0) * 256.0, rate, channels
-    if tag == _PCM and width in (2, 3, 4):
-        padded = np.zeros((frames, 4), dtype=np.uint8)
-        padded[:, 4 - width:] = first  # little-endian sample in the top bytes of an int32
-        return padded.view("<i4")[:, 0] / 65536.0, rate, channels
-    if tag == _FLOAT and width in (4, 8):
-        values = first.view("<f4" if width == 4 else "<f8")[:, 0].astype(np.float64)
-        return values * 32768.0, rate, channels
-    raise AudioFormatError(f"unsupported WAV encoding: format tag {tag}, {bits} bits")
-
-
-def resample(samples: np.ndarray, rate: int, target: int = RATE) -> np.ndarray:
-    """Band-limited resampling by FFT (truncating or zero-padding the spectrum)."""
-    samples = np.asarray(samples, dtype=np.float64)
-    if rate == target or len(samples) == 0:
-        return samples
-    n_out = int(round(len(samples) * target / rate))
-    pad = min(len(samples), rate // 10)  # soften the wrap-around at the ends
-    padded = np.concatenate((samples, np.zeros(pad)))
-    n_in = len(padded)
-    n_res = int(round(n_in * target / rate))
-    spectrum = np.fft.rfft(padded)
-    keep = min(len(spectrum), n_res // 2 + 1)
-    out = np.fft.irfft(spectrum[:keep], n_res) * (n_res / n_in)
-    return out[:n_out]
-
-
-def analyze_pcm(samples: np.ndarray, rate: int, *, quiet_threshold_dbfs: float = -40.0,
+def analyze_pcm(samples: np.ndarray, *, quiet_threshold_dbfs: float = -40.0,
                 detector: LineDetector | None = None) -> dict:
-    """Run the detector and the segmenter over mono PCM (int16 scale) at any rate."""
-    pcm = resample(np.asarray(samples, dtype=np.float64), rate)
-    pcm = np.clip(np.round(pcm), -32768, 32767).astype(np.int16)
+    """Run the detector and the segmenter over mono 8 kHz PCM (int16 scale).
+
+    Reading files and resampling are the caller's (softphone.analysis): callflows touches no file.
+    """
+    pcm = np.clip(np.round(np.asarray(samples, dtype=np.float64)), -32768, 32767).astype(np.int16)
     detector = detector or LineDetector()
     segmenter = LineSegmenter(quiet_threshold_dbfs=quiet_threshold_dbfs)
     kinds: list[str] = []
@@ -494,13 +402,3 @@ def analyze_pcm(samples: np.ndarray, rate: int, *, quiet_threshold_dbfs: float =
         "active_level_dbfs": None if level is None else round(level, 1),
         "duration_s": n * FRAME_MS / 1000.0,
     }
-
-
-def analyze_file(path: str | Path, **kwargs: Any) -> dict:
-    """`analyze_pcm` over a WAV file (left channel if stereo)."""
-    path = Path(path)
-    samples, rate, channels = read_wav(path.read_bytes())
-    result = analyze_pcm(samples, rate, **kwargs)
-    result["file"] = str(path)
-    result["channels"] = channels
-    return result

@@ -1,13 +1,22 @@
 """Frame features and the small speech model behind the line detector (R6, R7, R8).
 
-`FrameFeatures` turns each 20 ms frame (160 int16 samples at 8 kHz) into a vector of causal
-features: band energies relative to a running noise floor (minimum statistics), spectral
-flatness, periodicity (normalised autocorrelation peak at 2.5-16 ms lags, on the raw and on the
-noise-subtracted spectrum), zero-crossing rate, spectral flux and sustain, level percentiles,
-and their running averages over 60 ms to 1.2 s (syllabic modulation, voicing rhythm,
-stationarity).  `SpeechModel` is a one-hidden-layer perceptron over that vector, trained by
-`bench/train_detector.py` on the corpus dev split; its weights live in detector_weights.json.
+`FrameFeatures` turns each 20 ms frame (160 int16 samples at 8 kHz) into 36 causal features
+(`FEATURE_NAMES`), from a 40 ms Hann window (this frame and the previous one), 512-point FFT:
 
+- energy relative to a running noise floor (minimum statistics per FFT bin, ~1.9 s): four
+  sub-band SNRs over 250-3750 Hz, the whole-band SNR, and the mean per-bin SNR and share of bins
+  6 dB above the floor (narrowband noise such as 50 Hz hum spoils only a few bins);
+- spectral flatness, zero-crossing rate, spectral centroid of the noise-subtracted bands;
+- periodicity: the normalised autocorrelation peak at 2.5-16 ms lags, of the raw spectrum and of
+  the noise-subtracted one (steady hum is subtracted, a voice is not);
+- change: spectral flux (12 bands), band-shape similarity with 80 ms ago ("sustain"), and
+  spectral-peak persistence over 60 ms (held notes and hum persist, speech harmonics glide);
+- level against its own running 20th/80th percentiles and a decaying peak;
+- running averages over 60 ms to 1.2 s: SNR, periodicity, flux, sustain, voiced share, voicing
+  switches, low-energy share, level standard deviation, and 4 Hz (syllabic) level modulation.
+
+`SpeechModel` is a one-hidden-layer perceptron over those features, trained by
+`bench/train_detector.py` on the corpus dev split; its weights live in detector_weights.json.
 Pure numpy; time is counted in frames only.
 """
 from __future__ import annotations

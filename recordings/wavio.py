@@ -32,10 +32,17 @@ def _g711_table(tag: int) -> np.ndarray:
 
 
 def read_wav(path: str | Path) -> tuple[int, np.ndarray]:
-    """(sample rate, int16 samples shaped (frames, channels))."""
-    data = Path(path).read_bytes()
+    """(sample rate, int16 samples shaped (frames, channels)) of a WAV file."""
+    try:
+        return decode_wav(Path(path).read_bytes())
+    except WavError as error:
+        raise WavError(f"{path}: {error}") from None
+
+
+def decode_wav(data: bytes) -> tuple[int, np.ndarray]:
+    """(sample rate, int16 samples shaped (frames, channels)) of WAV bytes."""
     if len(data) < 12 or data[:4] != b"RIFF" or data[8:12] != b"WAVE":
-        raise WavError(f"{path}: not a RIFF/WAVE file")
+        raise WavError("not a RIFF/WAVE file")
     fmt = None
     payload = None
     offset = 12
@@ -50,13 +57,15 @@ def read_wav(path: str | Path) -> tuple[int, np.ndarray]:
                 payload = data[offset + 8:]
             break
         offset += 8 + size + (size & 1)
+    if fmt is not None and len(fmt) >= 16 and struct.unpack_from("<H", fmt)[0] == _EXTENSIBLE and len(fmt) < 26:
+        raise WavError("short WAVE_FORMAT_EXTENSIBLE header")
     if fmt is None or payload is None or len(fmt) < 16:
-        raise WavError(f"{path}: no fmt or data chunk")
+        raise WavError("no fmt or data chunk")
     tag, channels, rate, _, block, bits = struct.unpack_from("<HHIIHH", fmt)
     if tag == _EXTENSIBLE and len(fmt) >= 26:
         tag = struct.unpack_from("<H", fmt, 24)[0]
     if channels < 1 or block < 1:
-        raise WavError(f"{path}: bad fmt chunk")
+        raise WavError("bad fmt chunk")
     usable = len(payload) - len(payload) % block
     raw = payload[:usable]
     if tag in (_ULAW, _ALAW) and bits == 8:
@@ -74,7 +83,7 @@ def read_wav(path: str | Path) -> tuple[int, np.ndarray]:
         floats = np.frombuffer(raw, dtype="<f4" if bits == 32 else "<f8")
         samples = np.clip(np.round(floats * 32767.0), -32768, 32767).astype(np.int16)
     else:
-        raise WavError(f"{path}: unsupported WAV format (tag {tag}, {bits} bits)")
+        raise WavError(f"unsupported WAV format (tag {tag}, {bits} bits)")
     return rate, samples.reshape(-1, channels)
 
 

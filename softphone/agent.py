@@ -211,7 +211,8 @@ class Agent:
         uid = new_uid()
         after_hours = not self.hours.is_open(datetime.fromtimestamp(self._wall(event.invite_at), self.tz))
         call = ActiveCall(event.key, uid, CallFlow(self.policy, self.flow_settings, after_hours=after_hours),
-                          event.caller, event.invite_at, event.ringing_at, LineListener())
+                          event.caller, event.invite_at, event.ringing_at,
+                          LineListener(self.config.flow.quiet_dbfs))
         call.codec = event.negotiated.codec if event.negotiated else None
         self._calls[event.key] = call
         self.register.submit(OpenCall(uid, {
@@ -263,14 +264,15 @@ class Agent:
                 self._dispatch(call, Digit(tick.at, digit))
             if call.recording is None or call.key not in self._calls:
                 continue
-            for kind, data in call.listener.push(frame.rx):
-                self._log(call, kind, data, tick.at)
+            for kind, data, ago in call.listener.push(frame.rx):
+                at = tick.at - ago
+                self._log(call, kind, data, at)
                 if kind == "speech_start":
-                    self._dispatch(call, SpeechStarted(tick.at, data.get("level_dbfs", 0.0)))
+                    self._dispatch(call, SpeechStarted(at, data.get("level_dbfs") or 0.0))
                 elif kind == "speech_end":
-                    self._dispatch(call, SpeechEnded(tick.at, data.get("level_dbfs", 0.0)))
+                    self._dispatch(call, SpeechEnded(at, data.get("level_dbfs") or 0.0))
                 elif kind == "line":
-                    self._dispatch(call, LineChanged(tick.at, data["state"]))
+                    self._dispatch(call, LineChanged(at, data["state"]))
                 if call.key not in self._calls:
                     break
 

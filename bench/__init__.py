@@ -1,0 +1,1 @@
+"""Benchmarks against the peers (`make bench`); figures go to docs/benchmarks.md."""
