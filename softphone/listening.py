@@ -11,6 +11,8 @@ import numpy as np
 
 from callflows.detect import LineDetector, LineSegmenter
 
+_SILENCE = np.zeros(160, dtype=np.int16)
+
 
 class LineListener:
     def __init__(self, quiet_threshold_dbfs: float = -40.0) -> None:
@@ -19,7 +21,9 @@ class LineListener:
 
     def push(self, frame: np.ndarray | None) -> list[tuple[str, dict, float]]:
         """(kind, data, seconds ago) for each event this frame completes."""
-        verdict = self.detector.classify(frame) if frame is not None else self.detector.classify_missing()
+        # A frame without RTP is heard as the silence the recording keeps for it, so a call re-run
+        # from its recording (softphone.rerun) hears exactly what the agent heard.
+        verdict = self.detector.classify(frame if frame is not None else _SILENCE)
         out = []
         now_ms = None
         for event in self.segmenter.push(verdict):
