@@ -1,7 +1,8 @@
 #!/bin/sh
 # Installs the Debian packages frontdesk needs that are missing, in one apt-get call.
 #   scripts/install-deps.sh run     build/run deps only (PyAudio compiles against portaudio19-dev)
-#   scripts/install-deps.sh test    + the real peers the tests start: Kamailio, SIPp, baresip, sox, PostgreSQL
+#   scripts/install-deps.sh test    + the real peers the tests start: Kamailio, SIPp, baresip, PostgreSQL,
+#                                   and sox + espeak-ng for caller audio fixtures
 #   scripts/install-deps.sh bench   + tshark (wire measurements) and espeak-ng
 # Never starts services: maintainer scripts are kept from starting kamailio/postgresql (they would
 # take *:5060 and 5432); tests start their own instances on loopback.
@@ -10,7 +11,7 @@ tier=${1:-test}
 want="libportaudio2 portaudio19-dev"
 case "$tier" in
   run) ;;
-  test) want="$want kamailio sip-tester baresip sox postgresql" ;;
+  test) want="$want kamailio sip-tester baresip sox espeak-ng postgresql" ;;
   bench) want="$want kamailio sip-tester baresip sox postgresql tshark espeak-ng" ;;
   *) echo "install-deps: unknown tier '$tier' (run, test, bench)" >&2; exit 2 ;;
 esac

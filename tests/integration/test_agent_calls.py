@@ -1,0 +1,176 @@
+"""The agent answers real calls: SIPp (and baresip) against `python -m softphone run`, the
+register and the recordings checked afterwards (issue 2; SPEC R1-R4, R16-R18).
+"""
+from __future__ import annotations
+
+import hashlib
+import time
+
+import numpy as np
+import pytest
+
+from recordings.prompts import PromptLibrary
+from recordings.wavio import read_wav
+from tests.rig import media
+from tests.rig.sipp import run_sipp, start_sipp
+
+pytestmark = pytest.mark.integration
+
+ISO_OFFSET = "+08:00"  # AgentProcess runs the desk in Asia/Shanghai
+
+
+def sipp_args(agent, tmp_path, **kw):
+    return dict(workdir=tmp_path, local_ip=agent.listen[0].rsplit(".", 1)[0] + ".250", **kw)
+
+
+def target(agent):
+    return f"{agent.listen[0]}:{agent.listen[1]}"
+
+
+def test_normal_call_register_row_recording_and_timings(agent_factory, rig_media, tmp_path):
+    """R1 ring time measured and stored; recording length = talk time; SHA-256 in the register."""
+    agent = agent_factory(answer_delay_ms=700)
+    result = run_sipp("uac_normal", target(agent), pcap=rig_media.speech_pcmu, duration_ms=9000,
+                      timeout_s=30, **sipp_args(agent, tmp_path))
+    result.assert_ok(1)
+    (row,) = agent.wait_calls(1)
+    timing = result.timings[0]
+    assert timing["invite_to_180_ms"] < 20  # 180 at once (pyVoIP: after its 1 s timer for the callback)
+    assert abs(timing["invite_to_200_ms"] - 700) < 40  # the answer point, as SIPp saw it
+    assert abs(row["ring_ms"] - 700) <= 20 and row["rings"] == 1 and row["r1_met"] is True
+    assert row["outcome"] == "message" and row["hung_up_first"] == "caller"  # spoke over the greeting
+    assert row["started_at"].endswith(ISO_OFFSET) and row["sip_code"] == 200 and row["codec"] == "PCMU"
+    rate, stereo = read_wav(row["recording"])
+    assert rate == 8000 and stereo.shape[1] == 2
+    assert abs(len(stereo) / 8 - row["talk_ms"]) < 150  # the recording covers the talk time
+    assert row["recording_sha256"] == hashlib.sha256(open(row["recording"], "rb").read()).hexdigest()
+    # caller left: the speech SIPp played; agent right: the greeting (R2)
+    assert media.rms_dbfs(stereo[:, 0]) > -45 and media.rms_dbfs(stereo[:8000 * 4, 1]) > -35
+    kinds = [e["kind"] for e in agent.events(row["id"])]
+    assert kinds[:3] == ["ringing", "answered", "confirmed"] and "prompt" in kinds and kinds[-1] == "ended"
+
+
+def test_cancel_while_ringing_is_missed_and_never_answered(agent_factory, tmp_path):
+    """CANCEL: 200 to the CANCEL, 487 to the INVITE, outcome missed (pyVoIP answers it: C10)."""
+    agent = agent_factory(answer_delay_ms=3000)
+    result = run_sipp("uac_cancel", target(agent), duration_ms=1000, timeout_s=30,
+                      scenario_vars={"FINAL_WAIT_MS": "6000"}, **sipp_args(agent, tmp_path))
+    assert result.log_has("CANCEL 200") and result.log_has("RESULT 487"), result.describe()
+    time.sleep(3.0)  # past the answer point: it must not be answered afterwards
+    (row,) = agent.wait_calls(1)
+    assert row["outcome"] == "missed" and row["answered_at"] is None and row["sip_code"] == 487
+    assert row["hung_up_first"] == "caller" and 950 <= row["ring_ms"] <= 1200 and row["r1_met"] is None
+    assert "answered" not in [e["kind"] for e in agent.events(row["id"])]
+
+
+def test_caller_hangs_up_during_greeting_is_abandoned(agent_factory, rig_media, tmp_path):
+    agent = agent_factory(answer_delay_ms=300)
+    run_sipp("uac_normal", target(agent), pcap=rig_media.silence_pcmu, duration_ms=1500, timeout_s=20,
+             **sipp_args(agent, tmp_path)).assert_ok(1)
+    (row,) = agent.wait_calls(1)
+    assert row["outcome"] == "abandoned" and row["hung_up_first"] == "caller"
+
+
+@pytest.mark.parametrize("scenario,pcap", [("uac_pcma", "speech_pcma"), ("uac_pcma_first", "speech_pcma"),
+                                           ("uac_c_both", "speech_pcmu")])
+def test_codecs_and_sdp_forms_carry_audio_both_ways(agent_factory, rig_media, tmp_path, scenario, pcap):
+    """PCMA is A-law on the wire (pyVoIP sends mu-law: M10); c= twice works (pyVoIP: no RTP, M12)."""
+    agent = agent_factory(answer_delay_ms=200)
+    run_sipp(scenario, target(agent), pcap=getattr(rig_media, pcap), duration_ms=4500, timeout_s=20,
+             **sipp_args(agent, tmp_path)).assert_ok(1)
+    (row,) = agent.wait_calls(1)
+    assert row["codec"] == ("PCMU" if scenario == "uac_c_both" else "PCMA")
+    rate, stereo = read_wav(row["recording"])
+    caller = stereo[:, 0].astype(float)
+    sent = read_wav(rig_media.speech_wav)[1][:, 0].astype(float)
+    # the caller channel is SIPp's speech, decoded with the right law: it correlates with the source
+    corr = np.correlate(caller[:8000 * 4], sent[:8000 * 3], mode="valid")
+    norm = np.sqrt(np.sum(sent[:8000 * 3] ** 2) * np.sum(caller[:8000 * 4] ** 2))
+    assert corr.max() / norm > 0.5
+
+
+def test_g729_only_offer_gets_488(agent_factory, tmp_path):
+    agent = agent_factory(answer_delay_ms=200)
+    result = run_sipp("uac_g729only", target(agent), timeout_s=15, **sipp_args(agent, tmp_path))
+    assert result.log_has("RESULT 488"), result.describe()
+    (row,) = agent.wait_calls(1)
+    assert row["outcome"] == "rejected" and row["sip_code"] == 488
+
+
+def test_invite_without_sdp_gets_our_offer(agent_factory, rig_media, tmp_path):
+    agent = agent_factory(answer_delay_ms=200)
+    result = run_sipp("uac_delayed_offer", target(agent), pcap=rig_media.speech_pcmu, duration_ms=3000,
+                      timeout_s=20, **sipp_args(agent, tmp_path))
+    assert result.log_has("OFFER in 200"), result.describe()
+    result.assert_ok(1)
+    (row,) = agent.wait_calls(1)
+    rate, stereo = read_wav(row["recording"])
+    assert row["codec"] == "PCMU" and media.rms_dbfs(stereo[:, 0]) > -45  # media flowed after the ACK's answer
+
+
+def test_hold_and_resume_keep_the_call(agent_factory, rig_media, tmp_path):
+    """re-INVITE: hold answered recvonly (pyVoIP: sendrecv, M15); the call goes on."""
+    agent = agent_factory(answer_delay_ms=200)
+    result = run_sipp("uac_hold", target(agent), pcap=rig_media.speech_pcmu, duration_ms=1500, timeout_s=25,
+                      **sipp_args(agent, tmp_path))
+    assert result.log_has("HOLD answered with a=recvonly"), result.describe()
+    assert result.log_has("RESUME answered with a=sendrecv"), result.describe()
+    (row,) = agent.wait_calls(1)
+    kinds = [e["kind"] for e in agent.events(row["id"])]
+    assert "hold" in kinds and "resume" in kinds and row["hung_up_first"] == "caller"
+
+
+def test_agent_hangs_up_after_r3_wait_and_sigterm_completes_rows(agent_factory, rig_media, tmp_path):
+    """R3: after the closing the agent waits for the caller, then hangs up itself (BYE reaches SIPp)."""
+    agent = agent_factory(answer_delay_ms=200, config={"flow": {"no_speech_ms": 1000, "silent_pause_ms": 500}})
+    result = run_sipp("uac_wait_bye", target(agent), pcap=rig_media.silence_pcmu, timeout_s=40,
+                      scenario_vars={"WAIT_BYE_MS": "30000"}, **sipp_args(agent, tmp_path))
+    assert result.log_has("GOT BYE from the far end"), result.describe()
+    (row,) = agent.wait_calls(1)
+    assert row["outcome"] == "silent" and row["hung_up_first"] == "agent"  # R6 with a silent caller
+
+
+def test_sigterm_ends_active_calls_with_bye_and_completes_their_rows(agent_factory, rig_media, tmp_path):
+    agent = agent_factory(answer_delay_ms=200)
+    sipp = start_sipp("uac_wait_bye", target(agent), pcap=rig_media.speech_pcmu,
+                      scenario_vars={"WAIT_BYE_MS": "30000"}, **sipp_args(agent, tmp_path))
+    deadline = time.monotonic() + 10
+    while not any(r["status"] == "answered" for r in agent.calls()) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert agent.stop() == 0
+    result = sipp.wait(15)
+    assert result.log_has("GOT BYE from the far end"), result.describe()
+    (row,) = agent.calls()
+    assert row["status"] == "ended" and row["outcome"] == "interrupted" and row["end_reason"] == "shutdown"
+    assert row["recording_sha256"]
+
+
+def test_registered_through_kamailio_with_digest_and_record_route(agent_factory, kamailio, rig_media, tmp_path):
+    """Registered mode: REGISTER with digest auth, calls arrive through the proxy, ACK/BYE follow Record-Route."""
+    agent = agent_factory(registrar=kamailio.address, user="8001", password="secret", answer_delay_ms=300)
+    assert agent.wait_line("registration registered", 5.0)
+    kamailio.wait_for_binding("8001", 5.0)
+    result = run_sipp("uac_normal", kamailio.hostport, service="8001", pcap=rig_media.speech_pcmu, duration_ms=3000,
+                      timeout_s=20, workdir=tmp_path, local_ip="127.0.0.1")
+    result.assert_ok(1)
+    answer = next(m for m in result.all_messages if m.direction == "received" and m.first_line.startswith("SIP/2.0 200")
+                  and "INVITE" in (m.header("CSeq") or ""))
+    assert answer.header("Record-Route")  # copied, so the caller's ACK and BYE go through the proxy
+    (row,) = agent.wait_calls(1)
+    assert row["called"] == "8001" and row["outcome"] in ("message", "silent", "abandoned")
+
+
+def test_baresip_calls_the_agent_through_kamailio(agent_factory, kamailio, baresip_factory, rig_media):
+    """baresip, a second independent client, hears the greeting."""
+    agent = agent_factory(registrar=kamailio.address, user="8002", password="secret", answer_delay_ms=300)
+    kamailio.wait_for_binding("8002", 5.0)
+    caller = baresip_factory(registrar=kamailio.hostport, user="2001", password="secret",
+                             audio_wav=rig_media.speech_wav)
+    outcome = caller.dial(f"sip:8002@{kamailio.hostport}", 6)
+    assert outcome.established, outcome.log[-2000:]
+    (row,) = agent.wait_calls(1)
+    assert row["caller"].startswith("2001") and row["sip_code"] == 200
+    heard = read_wav(outcome.received_wavs[0])[1][:, 0]
+    greeting = PromptLibrary().render("greeting").pcm
+    assert media.rms_dbfs(heard) > -40  # baresip received our audio ...
+    assert len(greeting) > 8000 * 4  # ... which is the greeting, playing for the whole 6 s call
