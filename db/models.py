@@ -13,7 +13,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from sqlalchemy import (JSON, Boolean, CheckConstraint, DateTime, ForeignKey, Index, Integer,
-                        MetaData, String, Text, UniqueConstraint)
+                        MetaData, String, Text, UniqueConstraint, text)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
 
@@ -77,7 +77,8 @@ class Call(Base):
     __table_args__ = (
         Index("ix_calls_started_at", "started_at"),
         Index("ix_calls_caller_started_at", "caller", "started_at"),
-        Index("ix_calls_outcome", "outcome"),
+        Index("ix_calls_outcome_started_at", "outcome", "started_at"),
+        Index("ix_calls_category_started_at", "category", "started_at"),
         CheckConstraint(_one_of("status", STATUSES), name="status"),
         CheckConstraint(_one_of("outcome", OUTCOMES), name="outcome"),
         CheckConstraint(_one_of("hung_up_first", HUNG_UP_FIRST), name="hung_up_first"),
@@ -126,7 +127,16 @@ class Call(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
-    # The callback queue (R12-R14) will link its tasks to calls from its own table; nothing here.
+    # The callback queue (R11-R14, db/callbacks.py): the task this call belongs to (an unanswered
+    # call that opened or joined it, the inbound call that resolved it, an outbound callback),
+    # the number the caller typed on the keypad to be called back on (R11; the agent fills it),
+    # and, on a handled call that closed an open task automatically (R14), that task.
+    # (no ON DELETE: tasks are never deleted, a task that calls point to cannot be)
+    callback_task_id: Mapped[int | None] = mapped_column(ForeignKey("callback_tasks.id"),
+                                                         index=True)
+    callback_number: Mapped[str | None] = mapped_column(String(64))
+    resolved_task_id: Mapped[int | None] = mapped_column(ForeignKey("callback_tasks.id"))
+
     events: Mapped[list[CallEvent]] = relationship(
         back_populates="call", order_by="CallEvent.seq", cascade="all, delete-orphan",
         passive_deletes=True)
@@ -153,6 +163,93 @@ class CallEvent(Base):
 
     def __repr__(self) -> str:
         return f"<CallEvent call={self.call_pk} #{self.seq} {self.kind} +{self.t_ms}ms>"
+
+
+# --- the callback queue (R11-R15) ------------------------------------------------------------
+
+TASK_STATES = ("open", "claimed", "done", "failed", "cancelled")
+#: reached / resolved: a person spoke to the customer; auto-resolved: the customer called in and
+#: the call was handled (R14); no-answer, busy, voicemail, failed: the latest attempt while the
+#: task is still open; no-number: nobody to call (anonymous caller, state failed);
+#: cancelled: closed by a person without a callback.
+TASK_OUTCOMES = ("reached", "resolved", "auto-resolved", "no-answer", "busy", "voicemail",
+                 "failed", "no-number", "cancelled")
+#: expired: the worker's lease ran out before it reported (the task went back to the queue);
+#: cancelled: the task was closed (auto-resolved, cancelled) while this attempt was in flight.
+ATTEMPT_OUTCOMES = ("reached", "resolved", "no-answer", "busy", "voicemail", "failed", "expired",
+                    "cancelled")
+_ACTIVE = "state IN ('open', 'claimed')"
+
+
+class CallbackTask(Base):
+    """One case to call back (R12): every unanswered call from a number joins the one open task
+    of that number (R14); done on time, never in rest hours, never twice, never forgotten (R13).
+    """
+
+    __tablename__ = "callback_tasks"
+    __table_args__ = (
+        CheckConstraint(_one_of("state", TASK_STATES), name="state"),
+        CheckConstraint(_one_of("outcome", TASK_OUTCOMES), name="outcome"),
+        # R14: one open task per number, enforced by the database on both backends
+        Index("uq_callback_tasks_open_number", "number", unique=True,
+              sqlite_where=text(_ACTIVE), postgresql_where=text(_ACTIVE)),
+        # the queue: what is due, and which leases ran out
+        Index("ix_callback_tasks_open_due", "due_at", "id",
+              sqlite_where=text("state = 'open'"), postgresql_where=text("state = 'open'")),
+        Index("ix_callback_tasks_claimed_lease", "lease_until",
+              sqlite_where=text("state = 'claimed'"), postgresql_where=text("state = 'claimed'")),
+        Index("ix_callback_tasks_number", "number"),
+        Index("ix_callback_tasks_state_due", "state", "due_at"),
+        Index("ix_callback_tasks_created_at", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    number: Mapped[str] = mapped_column(String(128))  # the caller's number ("anonymous": none)
+    typed_number: Mapped[str | None] = mapped_column(String(64))  # R11: typed on the keypad
+    reason: Mapped[str] = mapped_column(String(64))  # the outcome that opened it, or manual
+    state: Mapped[str] = mapped_column(String(16), default="open", server_default="open")
+    outcome: Mapped[str | None] = mapped_column(String(16))
+    due_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    deadline_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    claimed_by: Mapped[str | None] = mapped_column(String(64))
+    lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+    closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    closed_by: Mapped[str | None] = mapped_column(String(64))  # worker, "auto", a person
+    notes: Mapped[str | None] = mapped_column(Text)
+
+    attempt_rows: Mapped[list[CallbackAttempt]] = relationship(
+        back_populates="task", order_by="CallbackAttempt.id", cascade="all, delete-orphan",
+        passive_deletes=True)
+
+    def __repr__(self) -> str:
+        return f"<CallbackTask {self.id} {self.number!r} {self.state} due={self.due_at}>"
+
+
+class CallbackAttempt(Base):
+    """One try at calling the customer back (R13: the callback record is complete)."""
+
+    __tablename__ = "callback_attempts"
+    __table_args__ = (CheckConstraint(_one_of("outcome", ATTEMPT_OUTCOMES), name="outcome"),
+                      Index("ix_callback_attempts_started_at", "started_at"))
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    task_id: Mapped[int] = mapped_column(ForeignKey("callback_tasks.id", ondelete="CASCADE"),
+                                         index=True)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime)  # when it was claimed
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # None: in flight
+    worker: Mapped[str] = mapped_column(String(64))
+    outcome: Mapped[str | None] = mapped_column(String(16))
+    note: Mapped[str | None] = mapped_column(Text)
+    # the agent's own outbound call in the register, when it dialled itself
+    call_id: Mapped[int | None] = mapped_column(ForeignKey("calls.id", ondelete="SET NULL"))
+
+    task: Mapped[CallbackTask] = relationship(back_populates="attempt_rows")
+
+    def __repr__(self) -> str:
+        return f"<CallbackAttempt {self.id} task={self.task_id} {self.worker} {self.outcome}>"
 
 
 #: Columns an op may set on a call (everything but the keys and the bookkeeping times).

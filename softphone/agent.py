@@ -33,6 +33,7 @@ from recordings.writer import RecordingInfo, RecordingWriter
 from .config import Config
 from .listening import LineListener
 from .media import MediaEngine, MediaTick, NoPortError
+from .mediaproc import MediaProcess
 from .sip import (CallCancelled, CallConfirmed, CallEnded, CallRefused, DtmfInfo, IncomingCall, MediaChanged,
                   RegistrationEvent, SipEndpoint, SipEvent, SipSettings)
 
@@ -86,8 +87,9 @@ class Agent:
                                            domain=s.domain, public_address=s.public_address,
                                            register_expires=s.register_expires, max_calls=s.max_calls),
                                self._queue_put, clock=clock)
-        self.media = MediaEngine(s.listen[0], range(s.rtp_ports[0], s.rtp_ports[1] + 1), self._queue_put,
-                                 clock=clock)
+        ports = range(s.rtp_ports[0], s.rtp_ports[1] + 1)
+        self.media = (MediaProcess(s.listen[0], ports, self._queue_put) if s.media_process
+                      else MediaEngine(s.listen[0], ports, self._queue_put, clock=clock))
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self._calls: dict[str, ActiveCall] = {}
         self._timers: list[tuple[float, int, str, str]] = []
@@ -242,12 +244,15 @@ class Agent:
     # --- media ----------------------------------------------------------------------------------
 
     def _on_tick(self, tick: MediaTick) -> None:
-        for frame in tick.frames:
+        recorded = []
+        for n, frame in enumerate(tick.frames):
+            if n % 16 == 15:
+                self._fire_timers()  # a tick of 100 calls takes ms: answer points stay on time
             call = self._calls.get(frame.key)
             if call is None:
                 continue
             if call.recording is not None:
-                self.recorder.write(call.key, frame.rx, frame.tx)
+                recorded.append((call.key, frame.rx, frame.tx))
                 if not call.first_frame_logged:  # aligns the recording with the timeline (replay, rerun)
                     call.first_frame_logged = True
                     self._log(call, "recording", {"path": str(call.recording), "first_frame": True}, tick.at)
@@ -275,6 +280,8 @@ class Agent:
                     self._dispatch(call, LineChanged(at, data["state"]))
                 if call.key not in self._calls:
                     break
+        if recorded:
+            self.recorder.write_tick(recorded)
 
     # --- flows and their actions ----------------------------------------------------------------
 

@@ -75,6 +75,17 @@ def _cadence(value: Any) -> tuple[int, int]:
     return on, off
 
 
+def _bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("true", "yes", "1", "on"):
+        return True
+    if text in ("false", "no", "0", "off"):
+        return False
+    raise ValueError(f"must be true or false, got {value!r}")
+
+
 def _text(value: Any) -> str:
     if not isinstance(value, (str, int)):
         raise ValueError(f"must be text, got {value!r}")
@@ -122,6 +133,7 @@ class SipConfig:
     register_expires: int = _opt(300, _int_range(30, 86_400), "registration expiry asked for (s)")
     rtp_ports: tuple[int, int] = _opt((20000, 20999), _port_range, "RTP port range LOW-HIGH")
     max_calls: int = _opt(8, _int_range(1, 500), "line limit: more calls at once get 486 Busy Here")
+    media_process: bool = _opt(True, _bool, "run RTP in a process of its own (keeps the 20 ms clock under load)")
 
 
 @dataclass(frozen=True)
@@ -221,6 +233,52 @@ class PromptsConfig:
     dir: str = _opt("", _text, "folder with the site's own recordings (<prompt>.wav replaces a prompt)")
 
 
+def _rule_list(kind: str) -> Callable[[Any], tuple[str, ...]]:
+    """A list (or comma-separated text) checked by db.callback_rules, kept as text."""
+    def parse(value: Any) -> tuple[str, ...]:
+        from db import callback_rules as rules
+        items = [value] if isinstance(value, str) else list(value)
+        items = [part.strip() for item in items for part in str(item).split(",") if part.strip()]
+        try:
+            if kind == "quiet":
+                windows = rules.CallbackRules(quiet=rules.parse_quiet(items)).quiet
+                return tuple(f"{a:%H:%M}-{b:%H:%M}" for a, b in windows)
+            if kind == "days":
+                rules.parse_days(items)
+            elif kind == "dates":
+                return tuple(sorted(d.isoformat() for d in rules.parse_dates(items)))
+            elif kind == "backoff":
+                rules.parse_backoff(items)
+        except rules.RulesError as error:
+            raise ValueError(str(error)) from None
+        return tuple(items)
+    return parse
+
+
+@dataclass(frozen=True)
+class CallbacksConfig:
+    quiet_hours: tuple[str, ...] = _opt(("12:00-14:00", "21:00-08:00"), _rule_list("quiet"),
+                                        "R13: rest hours, desk time: no callback is due or claimed then")
+    working_days: tuple[str, ...] = _opt(("mon-sun",), _rule_list("days"), "R13: days callbacks are made, e.g. [\"mon-fri\", \"sat\"]")
+    holidays: tuple[str, ...] = _opt((), _rule_list("dates"), "R13: dates (YYYY-MM-DD) without callbacks")
+    retry_backoff: tuple[str, ...] = _opt(("30m", "2h", "next-morning"), _rule_list("backoff"),
+                                          "R13: wait after each attempt that reached nobody; the last step repeats")
+    deadline_hours: int = _opt(72, _int_range(1, 720), "R13: call back within this many hours of the first call (三天之内)")
+    lease_minutes: int = _opt(10, _int_range(1, 1440), "a claimed task returns to the queue when not finished within this")
+    worker: str = _opt("", _text, "name of this worker in the callback record (default: user@host)")
+
+    def rules(self, tz: tzinfo):
+        """The db.callback_rules.CallbackRules these settings describe, in the desk's zone."""
+        from datetime import timedelta
+        from db import callback_rules as rules
+        return rules.CallbackRules(tz=tz, quiet=rules.parse_quiet(self.quiet_hours),
+                                   working_days=rules.parse_days(self.working_days),
+                                   holidays=rules.parse_dates(self.holidays),
+                                   backoff=rules.parse_backoff(self.retry_backoff),
+                                   deadline=timedelta(hours=self.deadline_hours),
+                                   lease=timedelta(minutes=self.lease_minutes))
+
+
 @dataclass(frozen=True)
 class Config:
     sip: SipConfig = SipConfig()
@@ -230,6 +288,7 @@ class Config:
     desk: DeskConfig = DeskConfig()
     storage: StorageConfig = StorageConfig()
     prompts: PromptsConfig = PromptsConfig()
+    callbacks: CallbacksConfig = CallbacksConfig()
     source: str = ""  # where it came from, for messages
 
     @property
@@ -308,6 +367,8 @@ def _toml_value(value: Any) -> str:
         return f'"{value[0]}:{value[1]}"'
     if isinstance(value, tuple):
         return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, bool):
+        return "true" if value else "false"
     if isinstance(value, str):
         return f'"{value}"'
     return str(value)

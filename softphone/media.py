@@ -73,7 +73,8 @@ class MediaStats:
 class _Stream:
     """One call's RTP: socket, sender state, jitter buffer, prompt queue.  Media thread only."""
 
-    def __init__(self, key: str, sock: socket.socket, port: int):
+    def __init__(self, key: str, sock: socket.socket, port: int, owned_port: bool = True):
+        self.owned_port = owned_port
         self.key = key
         self.sock = sock
         self.port = port
@@ -244,6 +245,11 @@ class MediaEngine:
         self._commands.put(("open", _Stream(key, sock, port)))
         return port
 
+    def adopt(self, key: str, sock: socket.socket, port: int) -> None:
+        """Take over an RTP socket bound elsewhere (softphone.mediaproc binds in the parent)."""
+        sock.setblocking(False)
+        self._commands.put(("open", _Stream(key, sock, port, owned_port=False)))
+
     def connect(self, key: str, remote: tuple[str, int] | None, codec: str, payload_type: int | None = None,
                 dtmf_pt: int | None = None, sending: bool = True) -> None:
         self._commands.put(("connect", key, remote, codec, payload_type, dtmf_pt, sending))
@@ -373,8 +379,9 @@ class MediaEngine:
             except (OSError, ValueError):
                 pass
         stream.sock.close()
-        with self._ports_lock:
-            self._free.append(stream.port)
+        if stream.owned_port:
+            with self._ports_lock:
+                self._free.append(stream.port)
 
 
 class NoPortError(RuntimeError):

@@ -13,6 +13,7 @@ from datetime import timezone
 from pathlib import Path
 from typing import Callable
 
+from db import callbacks
 from db import register as register_service
 from db import schema
 from db.engine import make_engine, session_factory
@@ -77,6 +78,7 @@ class Runtime:
         prompts.check()
         config.journal_path.parent.mkdir(parents=True, exist_ok=True)
         writer = RegisterWriter(url, config.journal_path)
+        callbacks.register_hooks(writer, config.callbacks.rules(config.tz))  # R12-R14, same transaction
         recorder = RecordingWriter()
         agent = Agent(config, register=writer, prompts=prompts, recorder=recorder, on_status=on_status)
         return cls(config, writer, recorder, agent)

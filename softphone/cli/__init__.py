@@ -3,7 +3,12 @@ from __future__ import annotations
 
 import click
 
+from .analyze import analyze
+from .callbacks import callbacks
 from .calls import calls
+from .follow import follow
+from .register_export import register_group
+from .report import report
 from .run import run
 
 
@@ -15,3 +20,8 @@ def main() -> None:
 
 main.add_command(run)
 main.add_command(calls)
+main.add_command(follow)
+main.add_command(report)
+main.add_command(register_group)
+main.add_command(callbacks)
+main.add_command(analyze)

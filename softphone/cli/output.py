@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import sys
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
@@ -39,9 +40,14 @@ def dumps(value: Any) -> str:
 
 def console():
     """A rich console on the current stdout (colour only on a terminal)."""
+    import os
+
     from rich.console import Console
 
-    return Console(file=click.get_text_stream("stdout"), highlight=False, soft_wrap=False)
+    stream = sys.stdout
+    # a pipe or a file has no width: do not squeeze tables into 80 columns there
+    width = None if stream.isatty() or os.environ.get("COLUMNS") else 160
+    return Console(file=stream, highlight=False, soft_wrap=False, width=width)
 
 
 def emit_rows(rows: Iterable[dict[str, Any]], fmt: str, columns: Columns,

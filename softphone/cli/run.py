@@ -22,7 +22,7 @@ from .common import config_options, load_config
 @click.option("--answer-after-rings", type=int, help="Answer after this many rings (R1). [2]")
 @click.option("--ring-cadence", metavar="ON,OFF", help="Ring cadence in ms. [1000,4000]")
 @click.option("--answer-delay", type=int, metavar="MS", help="Fixed ring time in ms; overrides the ring count.")
-@click.option("--log-level", default="INFO", show_default=True,
+@click.option("--log-level", default="INFO", show_default=True, help="How much the agent logs to stderr.",
               type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False))
 def run(config_file, db, listen, registrar, user, password, recordings, answer_after_rings, ring_cadence,
         answer_delay, log_level):

@@ -59,6 +59,7 @@ def test_cancel_while_ringing_is_missed_and_never_answered(agent_factory, tmp_pa
     time.sleep(3.0)  # past the answer point: it must not be answered afterwards
     (row,) = agent.wait_calls(1)
     assert row["outcome"] == "missed" and row["answered_at"] is None and row["sip_code"] == 487
+    assert row["caller"] == "13800138000" and row["callback_task_id"] is not None  # R12
     assert row["hung_up_first"] == "caller" and 950 <= row["ring_ms"] <= 1200 and row["r1_met"] is None
     assert "answered" not in [e["kind"] for e in agent.events(row["id"])]
 

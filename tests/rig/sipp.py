@@ -43,6 +43,7 @@ SCENARIO_DEFAULTS: dict[str, str] = {
     "EXPIRES": "3600",
     "CONTACT": "[local_ip]:[local_port]",
     "SERVICE_AT": "[service]@",
+    "CALLER": "13800138000",  # the From user of the caller scenarios: a caller ID the desk can call back
 }
 
 _SEP = re.compile(r"^-{20,} (\d{4}-\d{2}-\d{2}[ \t]\d{2}:\d{2}:\d{2}\.\d+)\s*$")
