@@ -162,3 +162,20 @@ class Record(Action):
     field: str
     value: str
     confirmed: bool = True
+
+
+@dataclass(frozen=True)
+class Dialing(Event):
+    """An outgoing call (a callback, R13) has been placed and rings at the customer."""
+
+
+@dataclass(frozen=True)
+class Answered(Event):
+    """The customer picked up an outgoing call."""
+
+
+@dataclass(frozen=True)
+class CallFailed(Event):
+    """An outgoing call ended before it was answered: busy, no answer, refused."""
+
+    status: int = 0

@@ -22,7 +22,9 @@ CALL_KEYS = ("id", "uid", "call_id", "agent", "caller", "caller_name", "called",
              "recording_sha256", "recording_ms",
              # the callback queue (db/callbacks.py, R11-R14): the call's task, the number typed
              # on the keypad, and the task this handled call closed automatically
-             "callback_task_id", "callback_number", "resolved_task_id")
+             "callback_task_id", "callback_number", "resolved_task_id",
+             # "in" for calls to the desk, "out" for the callbacks the agent placed itself
+             "direction")
 EVENT_KEYS = ("seq", "at", "t_ms", "kind", "data")
 
 RARE_OUTCOME = 20_000  # list_calls: up to this many calls, an outcome is read via its index

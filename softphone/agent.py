@@ -34,6 +34,8 @@ from .config import Config
 from .listening import LineListener
 from .media import MediaEngine, MediaTick, NoPortError
 from .mediaproc import MediaProcess
+from .outbound import OutgoingCallsMixin
+from .sipout import OutboundAnswered, OutboundFailed, OutboundRinging
 from .sip import (CallCancelled, CallConfirmed, CallEnded, CallRefused, DtmfInfo, IncomingCall, MediaChanged,
                   RegistrationEvent, SipEndpoint, SipEvent, SipSettings)
 
@@ -64,9 +66,11 @@ class ActiveCall:
     playing: str | None = None
     dtmf: str = ""
     first_frame_logged: bool = False
+    direction: str = "in"
+    task_id: int | None = None  # the callback task an outgoing call works on
 
 
-class Agent:
+class Agent(OutgoingCallsMixin):
     def __init__(self, config: Config, *, register: RegisterSink, prompts: PromptLibrary,
                  recorder: RecordingWriter, clock: Callable[[], float] = time.monotonic,
                  wall: Callable[[], float] = time.time, on_status: Callable[[str], None] | None = None):
@@ -146,6 +150,8 @@ class Agent:
                     if item[0] == "shutdown":
                         self._shutdown_calls()
                         item[1].set()
+                    elif item[0] == "dial":
+                        self._dial(item[1])
                 elif isinstance(item, MediaTick):
                     self._on_tick(item)
                 elif item is not None:
@@ -171,6 +177,9 @@ class Agent:
             return
         if isinstance(event, CallRefused):
             self._on_refused(event)
+            return
+        if isinstance(event, (OutboundRinging, OutboundAnswered, OutboundFailed)):
+            self._on_outbound(event)
             return
         if isinstance(event, RegistrationEvent):
             detail = f"expires={event.expires}" if event.expires else event.reason
@@ -386,10 +395,12 @@ class Agent:
         }
         if call.answered_at is not None:
             fields["talk_ms"] = round((now - call.answered_at) * 1000.0)
-        else:
+        elif call.direction == "in":
             fields["ring_ms"] = round((now - call.ringing_at) * 1000.0)
             fields["ring_ms_from_invite"] = round((now - call.invite_at) * 1000.0)
             fields["rings"] = self.policy.cadence.rings(fields["ring_ms"])
+        if call.direction == "out":
+            self._finish_outbound(call, action.outcome, fields)
         self._log(call, "ended", {"outcome": action.outcome, "hung_up_first": action.hung_up_first,
                                   "reason": action.reason}, now)
         if call.recording is None:

@@ -266,6 +266,11 @@ class CallbacksConfig:
     deadline_hours: int = _opt(72, _int_range(1, 720), "R13: call back within this many hours of the first call (三天之内)")
     lease_minutes: int = _opt(10, _int_range(1, 1440), "a claimed task returns to the queue when not finished within this")
     worker: str = _opt("", _text, "name of this worker in the callback record (default: user@host)")
+    dial: bool = _opt(False, _bool, "the agent places due callbacks itself (frontdesk callbacks dial does too)")
+    dial_target: str = _opt("", _text, "SIP URI template for a callback, e.g. \"sip:{number}@pbx.example\" "
+                                       "(default: the number at the registrar)")
+    dial_interval_s: int = _opt(15, _int_range(1, 3600), "how often the dialer looks for a due callback")
+    dial_lines: int = _opt(1, _int_range(1, 100), "callbacks placed at the same time, at most")
 
     def rules(self, tz: tzinfo):
         """The db.callback_rules.CallbackRules these settings describe, in the desk's zone."""

@@ -24,6 +24,7 @@ from recordings.writer import RecordingWriter, repair
 
 from .agent import Agent
 from .config import Config
+from .dialer import Dialer
 
 log = logging.getLogger("frontdesk.runtime")
 
@@ -67,9 +68,11 @@ class Runtime:
     writer: RegisterWriter
     recorder: RecordingWriter
     agent: Agent
+    dialer: Dialer | None = None
 
     @classmethod
-    def build(cls, config: Config, on_status: Callable[[str], None] | None = None) -> "Runtime":
+    def build(cls, config: Config, on_status: Callable[[str], None] | None = None,
+              dial: bool | None = None, dial_once: bool = False) -> "Runtime":
         url = config.storage.db
         if url.startswith("sqlite:///") and not url.startswith("sqlite:////"):
             Path(url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
@@ -81,7 +84,12 @@ class Runtime:
         callbacks.register_hooks(writer, config.callbacks.rules(config.tz))  # R12-R14, same transaction
         recorder = RecordingWriter()
         agent = Agent(config, register=writer, prompts=prompts, recorder=recorder, on_status=on_status)
-        return cls(config, writer, recorder, agent)
+        dialer = None
+        if config.callbacks.dial if dial is None else dial:  # R13: the agent calls back by itself
+            dialer = Dialer(config, place_call=agent.place_callback, free_lines=agent.free_lines,
+                            flush_register=writer.flush, once=dial_once)
+            agent.dialer = dialer
+        return cls(config, writer, recorder, agent, dialer)
 
     def start(self) -> None:
         self.writer.start()
@@ -92,8 +100,12 @@ class Runtime:
         self.recorder.start()
         Path(self.config.storage.recordings).mkdir(parents=True, exist_ok=True)
         self.agent.start()
+        if self.dialer is not None:
+            self.dialer.start()
 
     def stop(self) -> None:
-        self.agent.stop()
+        self.agent.stop()  # active callbacks end here and report their attempts
+        if self.dialer is not None:
+            self.dialer.stop()
         self.recorder.stop()  # closes open recordings; their rows are closed from its callbacks
         self.writer.stop(10.0)

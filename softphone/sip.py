@@ -49,12 +49,13 @@ with warnings.catch_warnings():  # pyVoIP imports the deprecated audioop module
 from . import sdp, sipwire
 from .registration import Registration, RegistrationSettings, Send, StateChanged
 from .sdp import MediaOffer, Negotiated
+from .sipdialog import T1, T2, TIMER_64T1, SipCall, ClientTransaction
+from .sipout import OutboundAnswered, OutboundFailed, OutboundRinging, OutgoingCalls
 from .sipwire import NameAddr, SipMessage, SipParseError, SipUri
 
 log = logging.getLogger("frontdesk.sip")
 wire_log = logging.getLogger("frontdesk.sip.wire")
 
-T1, T2, TIMER_64T1 = 0.5, 4.0, 32.0
 ALLOW = "INVITE, ACK, BYE, CANCEL, OPTIONS, INFO"
 SIP_METHODS = {"INVITE", "ACK", "BYE", "CANCEL", "OPTIONS", "REGISTER", "INFO", "PRACK", "SUBSCRIBE", "NOTIFY",
                "UPDATE", "MESSAGE", "REFER", "PUBLISH"}
@@ -142,7 +143,7 @@ class RegistrationEvent:
 
 
 SipEvent = (IncomingCall | CallRefused | CallCancelled | CallConfirmed | CallEnded | MediaChanged | DtmfInfo
-            | RegistrationEvent)
+            | RegistrationEvent | OutboundRinging | OutboundAnswered | OutboundFailed)
 
 
 @dataclass
@@ -155,53 +156,6 @@ class SipSettings:
     public_address: str = ""  # what goes into Contact and SDP when the listen address is 0.0.0.0 or NATed
     register_expires: int = 300
     max_calls: int = 8
-
-
-# --- the call as the SIP layer sees it -----------------------------------------------------
-
-
-@dataclass
-class _Call:
-    key: str
-    invite: SipMessage
-    source: tuple[str, int]
-    reply_to: tuple[str, int]
-    local_tag: str
-    route_set: list[str]
-    remote_target: str
-    offer: MediaOffer | None
-    negotiated: Negotiated | None
-    state: str = "ringing"  # ringing -> answering -> confirmed -> ended
-    last_response: bytes | None = None
-    retransmit_at: float | None = None
-    retransmit_every: float = T1
-    final_sent_at: float = 0.0
-    local_cseq: int = 0
-    session_id: int = field(default_factory=lambda: random.randint(1, 2**31))
-    sdp_version: int = 1
-    media: tuple[str, int] | None = None  # our (address, port)
-    pending_ack_cseq: int | None = None
-    forget_at: float | None = None
-
-    @property
-    def branch(self) -> str | None:
-        return self.invite.top_via.branch
-
-    @property
-    def cseq(self) -> int:
-        return self.invite.cseq[0]
-
-
-@dataclass
-class _ClientTx:
-    """A non-INVITE client transaction we started (BYE): retransmitted until answered (Timer E/F)."""
-
-    data: bytes
-    to: tuple[str, int]
-    started: float
-    next_at: float
-    interval: float = T1
-    on_done: Callable[[int | None], None] | None = None
 
 
 def _media_offer(body: bytes) -> MediaOffer | None:
@@ -231,7 +185,7 @@ def _media_offer(body: bytes) -> MediaOffer | None:
                       direction.value if direction is not None else "sendrecv")
 
 
-class SipEndpoint(SIPClient):
+class SipEndpoint(OutgoingCalls, SIPClient):
     """pyVoIP's SIP client with a transaction layer; thread-safe commands for the agent."""
 
     def __init__(self, settings: SipSettings, on_event: Callable[[SipEvent], None],
@@ -243,8 +197,9 @@ class SipEndpoint(SIPClient):
         self._emit = on_event
         self._clock = clock
         self._lock = threading.RLock()
-        self._calls: dict[str, _Call] = {}
-        self._client_txs: dict[str, _ClientTx] = {}
+        self._calls: dict[str, SipCall] = {}
+        self._client_txs: dict[str, ClientTransaction] = {}
+        self._invite_txs: dict[str, SipCall] = {}  # our INVITEs (softphone.sipout), by branch
         self._timers: list[tuple[float, int, Callable[[], None]]] = []
         self._timer_seq = itertools.count()
         self._registration: Registration | None = None
@@ -376,6 +331,9 @@ class SipEndpoint(SIPClient):
             call = self._calls.get(key)
             if call is None or call.state == "ended":
                 return
+            if call.direction == "out" and call.state in ("calling", "proceeding"):
+                self.cancel_dial(key)
+                return
             if call.state == "ringing":
                 response = sipwire.build_response(call.invite, status, call.source, to_tag=call.local_tag)
                 call.pending_ack_cseq = call.cseq
@@ -408,7 +366,7 @@ class SipEndpoint(SIPClient):
     @property
     def active_calls(self) -> int:
         with self._lock:
-            return sum(1 for call in self._calls.values() if call.state != "ended")
+            return len({id(call) for call in self._calls.values() if call.state != "ended"})
 
     @property
     def registration_state(self) -> str | None:
@@ -484,7 +442,7 @@ class SipEndpoint(SIPClient):
                                    f"{source[0]}:{source[1]}", refused[0], now, refused[1]))
             return
         contact = request.get("Contact")
-        call = _Call(key=key, invite=request, source=source, reply_to=sipwire.response_address(request, source),
+        call = SipCall(key=key, invite=request, source=source, reply_to=sipwire.response_address(request, source),
                      local_tag=sipwire.new_tag(), route_set=request.get_all("Record-Route"),
                      remote_target=NameAddr.parse(contact).uri if contact else caller.uri,
                      offer=offer, negotiated=negotiated)
@@ -497,7 +455,7 @@ class SipEndpoint(SIPClient):
                                 called.user or "", f"{source[0]}:{source[1]}", offer, negotiated, now,
                                 self._clock()))
 
-    def _on_reinvite(self, call: _Call, request: SipMessage, source: tuple[str, int], now: float) -> None:
+    def _on_reinvite(self, call: SipCall, request: SipMessage, source: tuple[str, int], now: float) -> None:
         if call.state == "answering" and call.pending_ack_cseq == call.cseq:
             self._respond(request, 491, source, to_tag=call.local_tag)  # our 200 is not ACKed yet
             return
@@ -596,6 +554,9 @@ class SipEndpoint(SIPClient):
             branch = response.top_via.branch
         except (ValueError, IndexError):
             return
+        if branch in self._invite_txs:
+            self._on_invite_response(self._invite_txs[branch], response, now)
+            return
         tx = self._client_txs.get(branch or "")
         if tx is not None and response.status >= 200:
             del self._client_txs[branch]
@@ -632,13 +593,13 @@ class SipEndpoint(SIPClient):
         except OSError as error:
             log.warning("send to %s:%s failed: %s", address[0], address[1], error)
 
-    def _send_final(self, call: _Call, data: bytes) -> None:
+    def _send_final(self, call: SipCall, data: bytes) -> None:
         """A final response to the INVITE, retransmitted (T1 doubling to T2) until ACKed or 32 s."""
         call.last_response = data
         self._send(data, call.reply_to)
         self._retransmit_until_ack(call, data, call.reply_to, self._clock())
 
-    def _retransmit_until_ack(self, call: _Call, data: bytes, to: tuple[str, int], now: float) -> None:
+    def _retransmit_until_ack(self, call: SipCall, data: bytes, to: tuple[str, int], now: float) -> None:
         call.final_sent_at = now
         call.retransmit_every = T1
         call.retransmit_at = now + T1
@@ -663,16 +624,18 @@ class SipEndpoint(SIPClient):
 
         self._schedule(call.retransmit_at, tick)
 
-    def _send_bye(self, call: _Call) -> None:
+    def _send_bye(self, call: SipCall) -> None:
         """Our BYE (RFC 3261 15.1.1, 12.2.1.1): own Via and branch, route set, to the first hop."""
         call.local_cseq += 1
         invite = call.invite
         headers = [("Via", f"SIP/2.0/UDP {self.contact_host()}:{self.address[1]};branch={sipwire.new_branch()};rport"),
                    ("Max-Forwards", "70")]
         headers += [("Route", route) for route in call.route_set]
-        headers += [("From", f"{invite.get('To')};tag={call.local_tag}" if not invite.to_tag else invite.get("To")),
-                    ("To", invite.get("From")), ("Call-ID", invite.call_id), ("CSeq", f"{call.local_cseq} BYE"),
-                    ("User-Agent", USER_AGENT)]
+        local = call.local_party or (f"{invite.get('To')};tag={call.local_tag}" if not invite.to_tag
+                                     else invite.get("To"))
+        remote = call.remote_party or invite.get("From")
+        headers += [("From", local), ("To", remote), ("Call-ID", invite.call_id),
+                    ("CSeq", f"{call.local_cseq} BYE"), ("User-Agent", USER_AGENT)]
         data = sipwire.serialize(SipMessage(method="BYE", uri=call.remote_target, headers=headers))
         try:
             hop = SipUri.parse(NameAddr.parse(call.route_set[0]).uri if call.route_set else call.remote_target)
@@ -686,7 +649,7 @@ class SipEndpoint(SIPClient):
     def _start_client_tx(self, data: bytes, to: tuple[str, int], on_done=None) -> None:
         branch = sipwire.parse(data).top_via.branch
         now = self._clock()
-        tx = _ClientTx(data, to, now, now + T1, T1, on_done)
+        tx = ClientTransaction(data, to, now, now + T1, T1, on_done)
         self._client_txs[branch] = tx
         self._send(data, to)
 
@@ -705,14 +668,17 @@ class SipEndpoint(SIPClient):
 
         self._schedule(tx.next_at, tick)
 
-    def _end(self, call: _Call) -> None:
+    def _end(self, call: SipCall) -> None:
         call.state = "ended"
         call.forget_at = self._clock() + TIMER_64T1  # keep it to absorb retransmissions (Timer J/H)
         self._schedule(call.forget_at, lambda: self._forget(call))
 
-    def _forget(self, call: _Call) -> None:
-        if self._calls.get(call.key) is call and call.state == "ended":
-            del self._calls[call.key]
+    def _forget(self, call: SipCall) -> None:
+        if call.state != "ended":
+            return
+        for key in [k for k, c in self._calls.items() if c is call]:  # an outgoing call has two keys
+            del self._calls[key]
+        self._invite_txs = {b: c for b, c in self._invite_txs.items() if c is not call}
 
     # --- registration and timers ----------------------------------------------------------
 

@@ -374,3 +374,21 @@ def _print_calls(title: str, calls: list[dict]) -> None:
                                       f"typed {c['callback_number']}" if c.get("callback_number") else "",
                                       (c.get("notes") or "").replace("\n", " ")[:60]) if x)
         click.echo(f"  #{c['id']}  {_short(c['started_at'])}  {c['outcome'] or c['status']}  {extra}".rstrip())
+
+
+@callbacks.command("dial")
+@config_options
+@click.option("--sip", "listen", metavar="HOST:PORT", help="Address to use for SIP (UDP). [the config's sip.listen]")
+@click.option("--once", is_flag=True, help="Place the next due callback, wait until it is recorded, then exit.")
+@click.option("--timeout", "timeout_s", type=float, default=None,
+              help="With --once: give up after this many seconds (default: wait).")
+def dial(config_file, db, listen, once, timeout_s):
+    """Let the agent call customers back itself (R13): it claims due tasks outside quiet hours,
+    rings the number (the number typed on the keypad first), plays who is calling and why, and
+    asks for 1 (the matter is settled) or 2 (leave a message).  Voicemail or no key is never
+    "resolved": the task is rescheduled.  Also answers incoming calls while it runs.
+    """
+    from .run import serve
+
+    config = load_config(config_file, db, {"sip": {"listen": listen}})
+    serve(config, dial=True, dial_once=once, timeout_s=timeout_s)

@@ -5,6 +5,7 @@ import logging
 import signal
 import sys
 import threading
+import time
 
 import click
 
@@ -31,24 +32,29 @@ def run(config_file, db, listen, registrar, user, password, recordings, answer_a
     Prints `ready sip=HOST:PORT db=URL` once it accepts calls; stops cleanly on Ctrl-C or SIGTERM
     (active calls get a BYE and their register rows are completed).
     """
-    logging.basicConfig(level=log_level.upper(), stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.captureWarnings(True)
-    logging.getLogger("alembic").setLevel(logging.WARNING)
     overrides = {
         "sip": {"listen": listen, "registrar": registrar, "user": user, "password": password},
         "storage": {"recordings": recordings},
         "answer": {"after_rings": answer_after_rings, "ring_cadence": ring_cadence, "delay_ms": answer_delay},
     }
     config = load_config(config_file, db, overrides)
-    from ..runtime import Runtime  # heavy imports only for this command
+    serve(config, log_level=log_level)
+
+
+def serve(config, *, dial: bool | None = None, dial_once: bool = False, timeout_s: float | None = None,
+          log_level: str = "INFO") -> None:
+    """Start the agent from `config`, print `ready ...`, run until a signal (or the single
+    callback of `dial_once` is recorded, or `timeout_s`), then stop cleanly."""
+    logging.basicConfig(level=log_level.upper(), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.captureWarnings(True)
+    logging.getLogger("alembic").setLevel(logging.WARNING)
     from recordings.prompts import PromptError
 
-    def status(line: str) -> None:
-        click.echo(line)
+    from ..runtime import Runtime  # heavy imports only when the agent runs
 
     try:
-        runtime = Runtime.build(config, on_status=status)
+        runtime = Runtime.build(config, on_status=click.echo, dial=dial, dial_once=dial_once)
     except (ConfigError, PromptError) as error:
         raise click.ClickException(str(error)) from None
     stop = threading.Event()
@@ -62,9 +68,13 @@ def run(config_file, db, listen, registrar, user, password, recordings, answer_a
     host, port = runtime.agent.sip.address
     click.echo(f"ready sip={host}:{port} db={config.storage.db}")
     sys.stdout.flush()
+    deadline = None if timeout_s is None else time.monotonic() + timeout_s
     try:
         while not stop.wait(0.5):
-            pass
+            if dial_once and runtime.dialer is not None and runtime.dialer.finished.is_set():
+                break
+            if deadline is not None and time.monotonic() > deadline:
+                break
     finally:
         click.echo("stopping")
         runtime.stop()

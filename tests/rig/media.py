@@ -302,6 +302,59 @@ def _write_pcap(payload_all: bytes, out: Path, pt: int, drop_every: int, dtx_gap
     return PcapInfo(out, n, len(frames), pt)
 
 
+def make_dtmf_pcap(digits: str, out: Path, *, lead_s: float = 3.0, tone_ms: int = 200, gap_ms: int = 300,
+                   tail_s: float = 5.0, drop_first: bool = False, event_pt: int = 101, audio: np.ndarray | None = None,
+                   ssrc: int = 0x1234ABCD) -> PcapInfo:
+    """A caller who presses keys: mu-law audio (silence, or ``audio``) with RFC 4733 events for
+    ``digits`` starting at ``lead_s``.  Each event is sent as the standard does it: packets every
+    20 ms with the same RTP timestamp and a growing duration, the first with the marker bit, the
+    end packet three times.  ``drop_first`` leaves out the first packet of each event (the agent
+    must still get the digit).  No audio packets are sent while a key is down."""
+    events = "0123456789*#ABCD"
+    total = lead_s + len(digits) * (tone_ms + gap_ms) / 1000.0 + tail_s
+    samples = np.zeros(int(total * RATE), dtype=np.int16) if audio is None else np.resize(audio, int(total * RATE))
+    payload = ulaw_encode(samples).tobytes()
+    packets: list[tuple[float, bytes]] = []
+    busy: list[tuple[float, float]] = []
+    seq, t0 = 1000, 1_700_000_000.0
+    start = lead_s
+    for digit in digits:
+        busy.append((start, start + tone_ms / 1000.0 + 0.06))
+        start += (tone_ms + gap_ms) / 1000.0
+    n_frames = len(payload) // FRAME
+    timeline: list[tuple[float, int, bytes, int]] = []  # (time, pt|marker, payload, timestamp)
+    for i in range(n_frames):
+        sec = i * 0.02
+        if any(a <= sec < b for a, b in busy):
+            continue
+        timeline.append((sec, 0, payload[i * FRAME:(i + 1) * FRAME], 160000 + i * FRAME))
+    for k, digit in enumerate(digits):
+        code = events.index(digit.upper())
+        begin = busy[k][0]
+        ts = 160000 + int(begin / 0.02) * FRAME
+        steps = tone_ms // 20
+        for j in range(steps):
+            if drop_first and j == 0:
+                continue
+            marker = 0x80 if j == 0 else 0
+            body = struct.pack("!BBH", code, 10, (j + 1) * FRAME)
+            timeline.append((begin + j * 0.02, marker | event_pt, body, ts))
+        for r in range(3):  # the end packet, three times (RFC 4733 2.5.1.4)
+            body = struct.pack("!BBH", code, 0x80 | 10, steps * FRAME)
+            timeline.append((begin + steps * 0.02 + r * 0.001, event_pt, body, ts))
+    timeline.sort(key=lambda item: item[0])
+    with open(out, "wb") as f:
+        f.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1))
+        for sec, pt, body, ts in timeline:
+            rtp = struct.pack("!BBHII", 0x80, pt, seq & 0xFFFF, ts & 0xFFFFFFFF, ssrc) + body
+            seq += 1
+            fr = _frame(rtp, 6000, 20000)
+            usec = int(round(sec * 1e6))
+            f.write(struct.pack("<IIII", int(t0) + usec // 1_000_000, usec % 1_000_000, len(fr), len(fr)))
+            f.write(fr)
+    return PcapInfo(Path(out), len(timeline), n_frames, 0)
+
+
 def read_rtp_pcap(path: Path) -> list[tuple[float, int, int, int, bytes]]:
     """Packets of a pcap written by ``make_rtp_pcap``: (time, pt, seq, timestamp, payload)."""
     data = Path(path).read_bytes()

@@ -45,7 +45,7 @@ def test_call_to_dict_has_the_stable_keys_and_local_times(Session):
         "ringing_at", "ring_ms", "ring_ms_from_invite", "rings", "r1_met", "answered_at",
         "ended_at", "talk_ms", "status", "outcome", "hung_up_first", "end_reason", "sip_code",
         "codec", "category", "notes", "scripts", "dtmf", "recording", "recording_sha256",
-        "recording_ms", "callback_task_id", "callback_number", "resolved_task_id")
+        "recording_ms", "callback_task_id", "callback_number", "resolved_task_id", "direction")
     assert d["started_at"] == "2026-11-25T21:03:05.123+08:00"
     assert d["ringing_at"] == "2026-11-25T21:03:05.163+08:00"
     assert d["answered_at"] == "2026-11-25T21:03:10.175+08:00"
