@@ -116,9 +116,17 @@ class LineDetector:
         if frame.shape != (FRAME,):
             raise ValueError(f"a frame is {FRAME} samples, got shape {frame.shape}")
         self.frames += 1
-        level, feats = self._features.push(frame)
-        floor = self._features.noise_floor_dbfs
-        prob = self.model.prob(feats)
+        if not frame.any():
+            # Digital silence teaches nothing about the line: the feature trackers (noise floor,
+            # level percentiles) are left as they are.  Fed to them, a few zero frames before a
+            # noisy line start the percentile trackers at -100 dBFS, and steady noise then reads
+            # as speech for half a minute while they climb (found with SIPp calls, where the first
+            # ticks of a call carry no RTP yet).
+            level, floor, prob = LEVEL_FLOOR_DBFS, self._features.noise_floor_dbfs, 0.0
+        else:
+            level, feats = self._features.push(frame)
+            floor = self._features.noise_floor_dbfs
+            prob = self.model.prob(feats)
         if self._speaking:
             if prob >= self.hold_prob:
                 self._hang = self.hangover_frames

@@ -279,7 +279,11 @@ class Agent(OutgoingCallsMixin):
             if call.recording is None or call.key not in self._calls:
                 continue
             for kind, data, ago in call.listener.push(frame.rx):
-                at = tick.at - ago
+                # The flow hears of it now (the detector's onset and hangover delays included);
+                # the timeline also keeps when the caller really started or stopped.
+                at = tick.at
+                if kind in ("speech_start", "speech_end"):
+                    data["real_t_ms"] = round((tick.at - ago - call.invite_at) * 1000.0)
                 self._log(call, kind, data, at)
                 if kind == "speech_start":
                     self._dispatch(call, SpeechStarted(at, data.get("level_dbfs") or 0.0))

@@ -1,9 +1,9 @@
 """Listening to the caller: each 20 ms frame of their audio -> line events for the call flow.
 
 A thin adapter over callflows.detect: the detector labels the frame, the segmenter turns labels
-into speech start/end and line-state changes.  Event times are moved back to when the speech
-really started or ended (the segmenter reports them after its onset and hangover delays), so the
-timeline shows what the caller did, not when the detector was sure of it.
+into speech start/end and line-state changes.  The segmenter reports a start or an end after its
+onset and hangover delays; `push` says how long ago it really happened, so the timeline can keep
+both moments.
 """
 from __future__ import annotations
 

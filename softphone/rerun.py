@@ -75,8 +75,8 @@ def heard_events(events: list[dict], caller: np.ndarray, quiet_dbfs: float) -> l
     out: list[Event] = []
     for index in range(len(caller) // FRAME):
         tick = start / 1000.0 + index * 0.020
-        for kind, data, ago in listener.push(caller[index * FRAME:(index + 1) * FRAME]):
-            at = tick - ago
+        for kind, data, _ in listener.push(caller[index * FRAME:(index + 1) * FRAME]):
+            at = tick  # when the agent heard of it, as in softphone.agent
             if kind == "speech_start":
                 out.append(SpeechStarted(at, data.get("level_dbfs") or 0.0))
             elif kind == "speech_end":

@@ -304,23 +304,24 @@ def _write_pcap(payload_all: bytes, out: Path, pt: int, drop_every: int, dtx_gap
 
 def make_dtmf_pcap(digits: str, out: Path, *, lead_s: float = 3.0, tone_ms: int = 200, gap_ms: int = 300,
                    tail_s: float = 5.0, drop_first: bool = False, event_pt: int = 101, audio: np.ndarray | None = None,
-                   ssrc: int = 0x1234ABCD) -> PcapInfo:
+                   ssrc: int = 0x1234ABCD, at: list[float] | None = None) -> PcapInfo:
     """A caller who presses keys: mu-law audio (silence, or ``audio``) with RFC 4733 events for
     ``digits`` starting at ``lead_s``.  Each event is sent as the standard does it: packets every
     20 ms with the same RTP timestamp and a growing duration, the first with the marker bit, the
     end packet three times.  ``drop_first`` leaves out the first packet of each event (the agent
-    must still get the digit).  No audio packets are sent while a key is down."""
+    must still get the digit).  No audio packets are sent while a key is down.  ``at`` gives each
+    key's press time in seconds instead of ``lead_s`` + regular gaps."""
     events = "0123456789*#ABCD"
-    total = lead_s + len(digits) * (tone_ms + gap_ms) / 1000.0 + tail_s
+    if at is None:
+        at = [lead_s + k * (tone_ms + gap_ms) / 1000.0 for k in range(len(digits))]
+    total = max(at) + tone_ms / 1000.0 + tail_s
     samples = np.zeros(int(total * RATE), dtype=np.int16) if audio is None else np.resize(audio, int(total * RATE))
     payload = ulaw_encode(samples).tobytes()
     packets: list[tuple[float, bytes]] = []
     busy: list[tuple[float, float]] = []
     seq, t0 = 1000, 1_700_000_000.0
-    start = lead_s
-    for digit in digits:
+    for start in at:
         busy.append((start, start + tone_ms / 1000.0 + 0.06))
-        start += (tone_ms + gap_ms) / 1000.0
     n_frames = len(payload) // FRAME
     timeline: list[tuple[float, int, bytes, int]] = []  # (time, pt|marker, payload, timestamp)
     for i in range(n_frames):

@@ -221,3 +221,13 @@ def test_resample_keeps_a_tone_and_its_level():
     assert len(out) == 8000
     ref = 10000 * np.sin(2 * np.pi * 440 * np.arange(8000) / 8000)
     assert np.sqrt(np.mean((out[400:-400] - ref[400:-400]) ** 2)) < 100
+
+
+@pytest.mark.parametrize("name,line", [("noise_pink_25dBFS.wav", "noisy"), ("noise_hum_28dBFS.wav", "noisy"),
+                                       ("silent_pink_65dBFS.wav", "silent")])
+def test_a_few_frames_of_digital_silence_first_do_not_turn_noise_into_speech(name, line):
+    """A call's first ticks carry no RTP (zeros); the trackers must not start from -100 dBFS."""
+    noise = corpus_pcm("dev", name)
+    pcm = np.concatenate([np.zeros(160 * 20, np.int16), np.resize(noise, 8000 * 15)])
+    result = analyze_pcm(pcm)
+    assert result["line"] == line and result["frames"].count("s") == 0
