@@ -51,3 +51,11 @@ def test_missing_file_is_named():
 def test_reference_lists_every_key():
     text = config.reference()
     assert "[sip]" in text and "after_rings = 2" in text and 'listen = "127.0.0.1:5060"' in text
+
+
+def test_configuration_doc_is_generated_from_the_code():
+    from pathlib import Path
+
+    from softphone.configdoc import document
+    doc = Path(__file__).resolve().parents[2] / "docs" / "configuration.md"
+    assert doc.read_text(encoding="utf-8") == document(), "run: python -m softphone.configdoc > docs/configuration.md"
