@@ -19,6 +19,7 @@ import multiprocessing
 import os
 import queue
 import random
+import signal
 import socket
 import threading
 from multiprocessing.connection import Connection
@@ -173,6 +174,9 @@ def _raise_priority() -> str:
 
 def _child_main(conn: Connection, host: str) -> None:
     """The media process: one MediaEngine; commands in, ticks out."""
+    # Ctrl-C reaches the whole process group; the agent decides when media stops (or the pipe
+    # closes when the agent is gone).
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     outbox: queue.SimpleQueue = queue.SimpleQueue()
     priority = _raise_priority()
 
