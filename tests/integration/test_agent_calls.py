@@ -175,3 +175,44 @@ def test_baresip_calls_the_agent_through_kamailio(agent_factory, kamailio, bares
     greeting = PromptLibrary().render("greeting").pcm
     assert media.rms_dbfs(heard) > -40  # baresip received our audio ...
     assert len(greeting) > 8000 * 4  # ... which is the greeting, playing for the whole 6 s call
+
+
+def test_malformed_messages_get_400_or_are_dropped_and_the_agent_keeps_answering(agent_factory, sip_peer, rig_media,
+                                                                                    tmp_path):
+    """Garbage, a truncated INVITE, an INVITE without Call-ID, SIP/3.0, a 12 kB header; then a normal call."""
+    from tests.rig import sipclient
+
+    agent = agent_factory(answer_delay_ms=200)
+    to = agent.listen
+    local = (sip_peer.host, sip_peer.port)
+    uri = f"sip:frontdesk@{to[0]}:{to[1]}"
+
+    def answer_to(data: bytes, timeout=1.0):
+        sip_peer.send(data, to)
+        got = sip_peer.recv(timeout)
+        return None if got is None else sipclient.parse(got[0])
+
+    assert answer_to(bytes(range(256)) * 2, 0.5) is None  # garbage: dropped, not answered
+    whole = sipclient.invite(uri, local).to_bytes()
+    truncated = answer_to(whole[:whole.index(b"\r\nContact:")] + b"\r\n", 1.0)  # cut in the headers
+    assert truncated is not None and truncated.status == 400
+    no_call_id = sipclient.invite(uri, local)
+    no_call_id.headers.remove("Call-ID")
+    answered = answer_to(no_call_id.to_bytes())
+    assert answered is not None and answered.status == 400 and answered.top_branch == no_call_id.top_branch
+    short_body = sipclient.invite(uri, local).to_bytes().replace(b"Content-Length: ", b"Content-Length: 9")
+    answered = answer_to(short_body)
+    assert answered is not None and answered.status == 400  # body shorter than Content-Length
+    v3 = sipclient.options(uri, local).to_bytes().replace(b" SIP/2.0\r\n", b" SIP/3.0\r\n", 1)
+    answered = answer_to(v3)
+    assert answered is not None and answered.status == 505
+    big = sipclient.invite(uri, local, extra_headers=[("X-Padding", "a" * 12000)])
+    sip_peer.send(big, to)
+    ringing = sip_peer.expect_response(big, 2.0, final=False)
+    assert ringing is not None and ringing.msg.status == 180  # a 12 kB datagram is a fine INVITE
+    sip_peer.send(sipclient.cancel(big), to)
+    sip_peer.drain(0.5)
+    # and a normal call still goes through
+    run_sipp("uac_normal", target(agent), pcap=rig_media.speech_pcmu, duration_ms=1500, timeout_s=20,
+             **sipp_args(agent, tmp_path)).assert_ok(1)
+    assert "Traceback" not in agent.log_text()
