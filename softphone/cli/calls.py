@@ -237,14 +237,17 @@ def show(config_file, db, call_ref, as_json):
               help="Write the (selected, speed-changed) audio to this WAV file instead of playing.")
 @click.option("--device", type=int, metavar="N",
               help="PortAudio output device number (default: the system's default output).")
+@click.option("--rerun", "rerun_flag", is_flag=True,
+              help="Re-run the call flow offline on the timeline and the recording; exit 1 if it decides differently.")
 @click.option("--force", is_flag=True,
               help="Play even when the file does not match the SHA-256 in the register.")
-def replay(config_file, db, call_ref, speed, channel, out_file, device, force):
+def replay(config_file, db, call_ref, speed, channel, out_file, device, force, rerun_flag):
     """Replay a call: print its timeline while its recording plays on the sound card.
 
     Each timeline line is printed when the audio reaches it. Exits with 1 and a message when
     the recording is missing, does not match the register (unless --force) or there is no
-    sound device.
+    sound device.  --rerun plays nothing: it runs the call flow again offline, on the timeline
+    and the caller's side of the recording, and shows that it makes the same decisions.
     """
     from recordings import playback
 
@@ -255,6 +258,9 @@ def replay(config_file, db, call_ref, speed, channel, out_file, device, force):
         rate, samples = playback.load(path, row["recording_sha256"], force=force)
     except playback.PlaybackError as error:
         raise click.ClickException(str(error)) from None
+    if rerun_flag:
+        _rerun(config, row, samples)
+        return
     audio = playback.change_speed(playback.select_channel(samples, channel), rate, speed)
     seconds = len(audio) / rate
     sides = {"both": "both sides (stereo)", "caller": "the caller", "agent": "the agent"}[channel]
@@ -319,3 +325,28 @@ def note(config_file, db, call_ref, category, text, append):
     finally:
         engine.dispose()
     click.echo(f"call {call_id}: {category}{': ' + notes if notes else ''}")
+
+
+def _rerun(config, row: dict, samples) -> None:
+    """`calls replay --rerun`: the recorded decisions next to the re-run ones."""
+    from callflows.flow import FlowSettings
+
+    from ..rerun import agree, recorded_decisions, rerun
+
+    if row.get("direction") == "out":
+        raise click.ClickException("--rerun replays calls to the desk, not the callbacks it placed")
+    settings = FlowSettings(**{name: getattr(config.flow, name) for name in FlowSettings.__dataclass_fields__
+                               if hasattr(config.flow, name)})
+    recorded = recorded_decisions(row["events"])
+    again = rerun(row["events"], samples[:, 0], settings)
+    width = max([len(d.what) for d in recorded] + [8])
+    click.echo(f"{'recorded':<{width + 10}}  re-run")
+    for index in range(max(len(recorded), len(again))):
+        a = recorded[index] if index < len(recorded) else None
+        b = again[index] if index < len(again) else None
+        left = f"{a.t_ms / 1000:8.3f}s {a.what}" if a else ""
+        right = f"{b.t_ms / 1000:8.3f}s {b.what}" if b else ""
+        click.echo(f"{left:<{width + 10}}  {right}")
+    if not agree(recorded, again):
+        raise click.ClickException("the re-run decided differently (a different configuration, or a defect)")
+    click.echo("same decisions")
