@@ -271,6 +271,7 @@ class CallbacksConfig:
                                        "(default: the number at the registrar)")
     dial_interval_s: int = _opt(15, _int_range(1, 3600), "how often the dialer looks for a due callback")
     dial_lines: int = _opt(1, _int_range(1, 100), "callbacks placed at the same time, at most")
+    ring_timeout_s: int = _opt(30, _int_range(5, 120), "how long a callback rings before the agent gives up")
 
     def rules(self, tz: tzinfo):
         """The db.callback_rules.CallbackRules these settings describe, in the desk's zone."""

@@ -44,7 +44,7 @@ class OutgoingCallsMixin:
         template = self.config.callbacks.dial_target
         if template:
             target = template.format(number=request.number)
-        flow = CallbackFlow(request.reason, CallbackSettings())
+        flow = CallbackFlow(request.reason, CallbackSettings(ring_timeout_ms=self.config.callbacks.ring_timeout_s * 1000))
         call = ActiveCall(key, new_uid(), flow, self.config.sip.user, now, now, LineListener(self.config.flow.quiet_dbfs))
         call.direction, call.task_id = "out", request.task_id
         self._calls[key] = call

@@ -554,7 +554,7 @@ class SipEndpoint(OutgoingCalls, SIPClient):
             branch = response.top_via.branch
         except (ValueError, IndexError):
             return
-        if branch in self._invite_txs:
+        if branch in self._invite_txs and response.cseq[1] == "INVITE":  # a CANCEL shares the branch
             self._on_invite_response(self._invite_txs[branch], response, now)
             return
         tx = self._client_txs.get(branch or "")

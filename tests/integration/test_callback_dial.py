@@ -114,3 +114,19 @@ def test_no_callback_is_placed_in_quiet_hours(agent_factory, tmp_path):
     time.sleep(4.0)  # four dialer rounds
     assert task_state(agent, task_id) == ("open", None, [])
     assert not uas.running() or not uas.stop().messages  # nobody was called
+
+
+def test_nobody_answers_the_agent_cancels_after_the_ring_timeout(agent_factory, tmp_path):
+    customer = free_endpoint()
+    uas = start_sipp("uas_ringing", None, workdir=tmp_path, local_ip=customer.host, local_port=customer.port,
+                     calls=1, scenario_vars={"WAIT_BYE_MS": "30000"})
+    agent = agent_factory(config={"callbacks": {
+        "dial": True, "dial_interval_s": 1, "quiet_hours": [], "ring_timeout_s": 5,
+        "dial_target": f"sip:{{number}}@{customer.host}:{customer.port}"}})
+    task_id = open_task(agent)
+    state, outcome, attempts = wait_attempt(agent, task_id)
+    assert (state, outcome) == ("open", "no-answer")
+    result = uas.wait(10)
+    assert result.log_has("UAS cancelled"), result.describe()  # CANCEL, then the 487 was ACKed
+    (call,) = [c for c in agent.calls() if c["direction"] == "out"]
+    assert call["outcome"] == "missed" and call["sip_code"] == 487 and call["answered_at"] is None
