@@ -87,13 +87,14 @@ class FlowSettings:
     message_max_ms: int = 60_000  # ... or this long
     max_listen_ms: int = 120_000
     wait_caller_hangup_ms: int = 10_000  # R3
+    max_call_ms: int = 1_800_000  # no call holds a line longer than this (a peer that vanished on hold)
 
 
 _T = {"timer:" + name for name in ("answer", "no_speech", "silent_pause", "end_of_turn", "noisy", "noisy_hold",
                                    "menu", "digits", "confirm", "message_silence", "message_max", "max_listen",
-                                   "caller_hangup")}
+                                   "caller_hangup", "max_call")}
 _LINE_TIMERS = ("no_speech", "silent_pause", "end_of_turn", "noisy", "noisy_hold", "menu", "digits", "confirm",
-                "message_silence", "message_max", "max_listen", "caller_hangup")
+                "message_silence", "message_max", "max_listen", "caller_hangup", "max_call")
 
 # (state, event kind) -> (next state, handler, other states the handler may choose with Goto)
 _ROWS: list[tuple[State, str, State, str, tuple[State, ...]]] = [
@@ -161,6 +162,7 @@ _ROWS: list[tuple[State, str, State, str, tuple[State, ...]]] = [
 ]
 _ROWS += [(state, "Shutdown", State.ENDED, "shutdown", ()) for state in ANSWERED]
 _ROWS += [(state, "LinkLost", State.ENDED, "link_lost", ()) for state in ANSWERED]
+_ROWS += [(state, "timer:max_call", State.ENDED, "too_long", ()) for state in ANSWERED]
 _ROWS += [(state, "Hold", state, "hold", ()) for state in CONVERSING if state != State.LISTENING]
 
 TRANSITIONS: dict[tuple[State, str], tuple[State, str]] = {(s, k): (t, h) for s, k, t, h, _ in _ROWS}
@@ -267,7 +269,11 @@ class CallFlow:
         return [SetTimer("answer", self._at(event.at, self.policy.answer_delay_ms()))]
 
     def _answer(self, event, now):
-        return [Answer(), StartRecording()]
+        return [Answer(), StartRecording(), SetTimer("max_call", self._at(now, self.s.max_call_ms))]
+
+    def _too_long(self, event, now):
+        return self._stop_prompt() + self._cancel() + [
+            Log("script", {"step": "max_call_duration"}), Hangup(), Finish(self._outcome_now(), "agent", "max call duration")]
 
     def _missed(self, event, now):
         return [CancelTimer("answer"), Finish("missed", "caller", _reason(event))]

@@ -68,6 +68,8 @@ class ActiveCall:
     first_frame_logged: bool = False
     direction: str = "in"
     task_id: int | None = None  # the callback task an outgoing call works on
+    last_rtp_at: float | None = None  # when the caller's RTP last arrived (None: not answered yet)
+    on_hold: bool = False
 
 
 class Agent(OutgoingCallsMixin):
@@ -210,6 +212,7 @@ class Agent(OutgoingCallsMixin):
             n = event.negotiated
             self.media.connect(call.key, event.remote, n.codec, n.payload_type, n.dtmf_payload_type,
                                sending=not event.on_hold and n.direction in ("sendrecv", "sendonly"))
+            call.on_hold = event.on_hold
             self._log(call, "hold" if event.on_hold else "resume", {"remote": f"{event.remote[0]}:{event.remote[1]}"},
                       event.at)
             self._dispatch(call, Hold(event.at, event.on_hold))
@@ -277,6 +280,14 @@ class Agent(OutgoingCallsMixin):
                 self._log(call, "dtmf", {"digit": digit, "via": "rfc4733"}, tick.at)
                 self._dispatch(call, Digit(tick.at, digit))
             if call.recording is None or call.key not in self._calls:
+                continue
+            if frame.packets or call.last_rtp_at is None or call.on_hold:
+                call.last_rtp_at = tick.at
+            elif tick.at - call.last_rtp_at > self.config.flow.rtp_timeout_ms / 1000.0:
+                # the caller's side has gone silent at the IP level: a dead line, not a quiet caller
+                self._log(call, "rtp_timeout", {"ms": round((tick.at - call.last_rtp_at) * 1000)}, tick.at)
+                self.sip.hangup(call.key)
+                self._dispatch(call, LinkLost(tick.at, "no RTP"))
                 continue
             for kind, data, ago in call.listener.push(frame.rx):
                 # The flow hears of it now (the detector's onset and hangover delays included);

@@ -189,6 +189,9 @@ class FlowConfig:
     message_max_ms: int = _opt(60_000, _MS, "R11: longest voice message")
     max_listen_ms: int = _opt(120_000, _int_range(5_000, 3_600_000), "longest the agent listens before the menu")
     wait_caller_hangup_ms: int = _opt(10_000, _int_range(0, 120_000), "R3: how long to wait for the caller to hang up")
+    max_call_ms: int = _opt(1_800_000, _int_range(60_000, 86_400_000), "longest call; then the agent hangs up")
+    rtp_timeout_ms: int = _opt(60_000, _int_range(5_000, 3_600_000),
+                               "no RTP from the caller this long (not on hold): the line is dead, the call ends")
 
 
 _ALL_DAY = ("00:00-24:00",)

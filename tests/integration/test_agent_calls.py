@@ -216,3 +216,14 @@ def test_malformed_messages_get_400_or_are_dropped_and_the_agent_keeps_answering
     run_sipp("uac_normal", target(agent), pcap=rig_media.speech_pcmu, duration_ms=1500, timeout_s=20,
              **sipp_args(agent, tmp_path)).assert_ok(1)
     assert "Traceback" not in agent.log_text()
+
+
+def test_a_caller_who_sends_no_rtp_is_a_dead_line(agent_factory, tmp_path):
+    """No RTP at all (one-way audio, a dead peer): after rtp_timeout_ms the agent ends the call."""
+    agent = agent_factory(answer_delay_ms=200, config={"flow": {"rtp_timeout_ms": 8000, "no_speech_ms": 60000}})
+    result = run_sipp("uac_wait_bye", target(agent), timeout_s=30, scenario_vars={"WAIT_BYE_MS": "20000"},
+                      **sipp_args(agent, tmp_path))  # no pcap: SIPp sends no RTP
+    assert result.log_has("GOT BYE from the far end"), result.describe()
+    (row,) = agent.wait_calls(1)
+    assert row["hung_up_first"] == "system" and row["end_reason"] == "no RTP"
+    assert 7500 <= row["talk_ms"] <= 9500

@@ -219,3 +219,9 @@ def test_every_handler_exists_and_alternatives_are_states():
 def test_state_diagram_doc_is_generated_from_the_table():
     doc = Path(__file__).resolve().parents[2] / "docs" / "call-states.md"
     assert doc.read_text(encoding="utf-8") == document(), "run: python -m callflows.diagram > docs/call-states.md"
+
+
+def test_no_call_holds_the_line_forever():
+    """A caller who went on hold and vanished: the agent hangs up after max_call_ms."""
+    flow, driver = drive(answered() + [Hold(14.5, True)], until=100.0, max_call_ms=60_000)
+    assert driver.decisions()[-2:] == [(68.0, "hangup"), (68.0, "finish silent (agent hung up first)")]
