@@ -180,8 +180,8 @@ def test_answer_when_the_agent_decides_not_a_second_later(impl, subject_factory,
     inv, responses = call(sip_peer, subject)
     ringing = next(r for r in responses if r.msg.status == 180)
     ok = next(r for r in responses if r.msg.status == 200)
-    assert ringing.t - responses[0].t < 0.02 or ringing is responses[0]
-    assert ok.t - ringing.t < 0.3
+    assert ringing is responses[0]
+    assert ok.t - ringing.t < 0.5  # pyVoIP: 1 s
 
 
 @on_both("SIP is ignored for 1 s after start() (Timer(1, recv_loop), C2/S5)")
@@ -191,7 +191,7 @@ def test_sip_is_answered_right_after_start(impl, tmp_path, kamailio_factory, sip
     try:
         t0 = time.monotonic()
         inv, responses = call(sip_peer, subject, timeout=0.4)
-        assert responses and responses[0].msg.status == 180 and responses[0].t - t0 < 0.2
+        assert responses and responses[0].msg.status == 180 and responses[0].t - t0 < 0.3
     finally:
         subject.stop()
 
@@ -253,7 +253,7 @@ def test_200_is_retransmitted_until_ack(impl, subject_factory, sip_peer):
     assert first.msg.status == 200
     later = [r for r in sip_peer.drain(1.8) if r.msg and r.msg.call_id == inv.call_id and r.msg.status == 200]
     assert len(later) >= 2  # T1 = 0.5 s, then 1 s: at +0.5 and +1.5 s
-    assert abs((later[0].t - first.t) - 0.5) < 0.15
+    assert abs((later[0].t - first.t) - 0.5) < 0.25  # T1
     sip_peer.send(sipclient.ack(inv, first.msg), subject.in_dialog(first.msg))
     assert not [r for r in sip_peer.drain(1.5) if r.msg and r.msg.status == 200]
 
