@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from glob import escape as glob_escape
 from pathlib import Path
-from typing import TypedDict
+from typing import Any, TypedDict
 
 from tests.rig.ports import free_rtp_range, free_udp_port
 from tests.rig.procs import ManagedProcess
@@ -438,44 +438,15 @@ def start_sipp(
     return SippProcess(proc, files, workdir, argv, stem)
 
 
-def run_sipp(
-    scenario: str | Path,
-    target: str | None,
-    *,
-    workdir: Path,
-    local_ip: str,
-    service: str = "frontdesk",
-    local_port: int | None = None,
-    media_ip: str | None = None,
-    media_port: int | None = None,
-    calls: int | None = 1,
-    rate: float | None = None,
-    rate_period_ms: int | None = None,
-    limit: int | None = None,
-    duration_ms: int | None = None,
-    pcap: Path | None = None,
-    timeout_s: float = 30.0,
-    auth_user: str | None = None,
-    auth_pass: str | None = None,
-    scenario_vars: Mapping[str, str] | None = None,
-    keys: Mapping[str, str] | None = None,
-    extra_args: Sequence[str] = (),
-    name: str | None = None,
-) -> SippResult:
+def run_sipp(scenario: str | Path, target: str | None, *, timeout_s: float = 30.0, **options: Any) -> SippResult:
     """Run one SIPp scenario to completion and parse what it recorded.
 
-    ``scenario``: name in ``tests/rig/scenarios`` or a path; ``target``: ``host:port`` (None
-    for UAS); ``service``: R-URI user (``-s``); ``local_ip``/``local_port``: SIPp's SIP socket
-    (port free if None); ``media_ip``/``media_port``: RTP (default: local_ip, a free even
-    block of 4); ``calls`` (``-m``), ``rate`` (``-r``), ``rate_period_ms`` (``-rp``), ``limit``
-    (``-l``), ``duration_ms`` (``-d``: every ``<pause/>``); ``pcap``: audio for
-    ``play_pcap_audio``; ``auth_user``/``auth_pass``: ``-au``/``-ap``; ``timeout_s``: hard
-    bound, after which SIPp is killed and ``timed_out`` is set.
+    ``options`` are ``start_sipp``'s: ``workdir``, ``local_ip``, ``service`` (R-URI user, ``-s``),
+    ``local_port``, ``media_ip``/``media_port``, ``calls`` (``-m``), ``rate`` (``-r``),
+    ``rate_period_ms`` (``-rp``), ``limit`` (``-l``), ``duration_ms`` (``-d``: every ``<pause/>``),
+    ``pcap`` (audio for ``play_pcap_audio``), ``auth_user``/``auth_pass``, ``scenario_vars``,
+    ``keys``, ``extra_args``, ``name``.  ``timeout_s``: hard bound, after which SIPp is killed
+    and ``timed_out`` is set.
     """
-    proc = start_sipp(
-        scenario, target, workdir=workdir, local_ip=local_ip, service=service, local_port=local_port,
-        media_ip=media_ip, media_port=media_port, calls=calls, rate=rate, rate_period_ms=rate_period_ms,
-        limit=limit, duration_ms=duration_ms, pcap=pcap, auth_user=auth_user, auth_pass=auth_pass,
-        scenario_vars=scenario_vars, keys=keys, extra_args=extra_args, name=name,
-    )
+    proc = start_sipp(scenario, target, **options)
     return proc.wait(timeout_s)
