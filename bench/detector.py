@@ -12,7 +12,11 @@ score of the window holding its centre, speech at >= 0.5.  Reported per split:
 - onset and release latency per labelled talkspurt (median, p90, ms), from the frame decisions;
 - whole-file line state (speech / quiet / noisy / silent) against the manifest; the peers'
   speech decisions go through the same LineSegmenter and the same noise/silence rule as ours;
-- CPU per 20 ms frame (time.perf_counter over all frames, one core).
+- CPU per 20 ms frame (time.perf_counter over all frames, one core);
+- on dev, robustness to a noise that starts mid-call (`robustness`): each noise-only file after
+  0.5 s of digital silence and after 3 s of -70 dBFS hiss (share of speech frames 2-20 s after the
+  onset, time of the last speech frame, line state at the end), and the noisy speech files after
+  3 s of hiss or after a noise onset 3 s before (speech F1).
 
 Note: our model is trained on the dev split (bench/train_detector.py), so its dev figures are
 in-sample; the cross-validated figures are in docs/detector.md; `quiet` is held out.
@@ -254,6 +258,123 @@ def score(items: list[Item], decisions: list[np.ndarray], kinds: list[str] | Non
     return s
 
 
+# -- robustness: noise that starts mid-call -----------------------------------------------------
+ROBUST_SEED = 20240612
+HISS_DBFS = -70.0
+NOISE_S = 20.0  # noise-only lines are repeated to this length after the onset
+SETTLE_S = 2.0  # the share of speech frames is counted from this long after the onset
+
+
+def hiss(seconds: float, rng: np.random.Generator, dbfs: float = HISS_DBFS) -> np.ndarray:
+    """White line hiss at `dbfs` (a quiet line before the noise starts)."""
+    x = rng.standard_normal(int(round(seconds * 8000)))
+    x *= 32768.0 * 10 ** (dbfs / 20) / np.sqrt(np.mean(x * x))
+    return np.clip(np.round(x), -32768, 32767).astype(np.int16)
+
+
+def _lead_item(item: Item, name: str, lead: np.ndarray, body: np.ndarray, seg: np.ndarray) -> Item:
+    pcm = np.concatenate([lead.astype(np.int16), body.astype(np.int16)])
+    n = len(pcm) // FRAME
+    meta = dict(item.meta, file=f"{name}+{item.name}")
+    return Item(meta, pcm[:n * FRAME], np.concatenate([np.zeros(len(lead) // FRAME, dtype=bool), seg])[:n], item.split)
+
+
+def noise_onset_items(items: list[Item]) -> list[tuple[str, Item, int]]:
+    """(lead, stream, onset frame) for every noise-only file after (a) 0.5 s of digital silence
+    and (b) 3 s of -70 dBFS hiss, the noise repeated to 20 s."""
+    rng = np.random.default_rng(ROBUST_SEED)
+    out = []
+    for item in items:
+        if item.meta["type"] != "noise":
+            continue
+        body = np.resize(item.pcm, int(NOISE_S * 8000))
+        for lead_name, lead in (("zeros 0.5 s", np.zeros(4000, dtype=np.int16)), ("hiss 3 s", hiss(3.0, rng))):
+            out.append((lead_name, _lead_item(item, lead_name, lead, body, np.zeros(len(body) // FRAME, bool)),
+                        len(lead) // FRAME))
+    return out
+
+
+def speech_onset_items(items: list[Item]) -> list[tuple[str, Item, int]]:
+    """Every noisy speech file (a) after 3 s of -70 dBFS hiss (the noise starts with the file, the
+    first word ~1 s later) and (b) after 1 s of hiss and 3 s of the same type of noise alone at
+    the file's noise level (a noise that started 3 s before the file)."""
+    rng = np.random.default_rng(ROBUST_SEED + 1)
+    noise_only = {}
+    for item in items:
+        if item.meta["type"] == "noise":
+            noise_only.setdefault(item.meta["noise"], []).append(item)
+    out = []
+    for item in items:
+        m = item.meta
+        if m["type"] != "speech" or m["noise"] == "clean" or m["noise"] not in noise_only:
+            continue
+        lead = hiss(3.0, rng)
+        out.append(("hiss 3 s", _lead_item(item, "hiss3", lead, item.pcm, item.seg), len(lead) // FRAME))
+        z = min(noise_only[m["noise"]], key=lambda i: abs(i.meta["noise_dbfs"] - m["noise_dbfs"]))
+        noise = np.resize(np.roll(z.pcm.astype(np.float64), int(rng.integers(len(z.pcm)))), 3 * 8000)
+        noise *= 32768.0 * 10 ** (m["noise_dbfs"] / 20) / np.sqrt(np.mean(noise * noise))
+        lead = np.concatenate([hiss(1.0, rng), np.clip(np.round(noise), -32768, 32767).astype(np.int16)])
+        out.append(("noise 3 s", _lead_item(item, "noise3", lead, item.pcm, item.seg), len(lead) // FRAME))
+    return out
+
+
+def end_state(item: Item, kinds: str) -> str:
+    """The segmenter's line state after the last frame."""
+    x = item.pcm.astype(np.float64).reshape(-1, FRAME) / 32768.0
+    levels = 10 * np.log10(np.maximum((x * x).mean(axis=1), 1e-10))
+    seg = LineSegmenter(quiet_threshold_dbfs=QUIET_THRESHOLD_DBFS)
+    for k, level in zip(kinds, levels):
+        seg.push(FrameKind(k), float(level))
+    return seg.state.value
+
+
+def robustness(items: list[Item], names: list[str]) -> tuple[tuple[list[str], list[list[str]]],
+                                                              tuple[list[str], list[list[str]]]]:
+    """Two tables: noise-only lines after a quiet lead, and noisy speech after a noise onset."""
+    noise = noise_onset_items(items)
+    speech = speech_onset_items(items)
+    settle = int(SETTLE_S * 1000 / FRAME_MS)
+    n_header = ["noise file", "lead"] + list(names)
+    n_rows = [[it.meta["file"].split("+", 1)[1], lead] for lead, it, _ in noise]
+    s_header = ["noise", "files"] + list(names)
+    types = [t for t in NOISE_TYPES if any(i.meta["noise"] == t for i in items if i.meta["type"] == "speech")]
+    count = {t: sum(1 for i in items if i.meta["type"] == "speech" and i.meta["noise"] == t) for t in types}
+    s_rows = [[t, str(count[t])] for t in types] + [["all", str(sum(count.values()))]]
+    for name in names:
+        decisions, kinds, _ = DETECTORS[name]([it for _, it, _ in noise])
+        for i, (row, (lead, it, onset), out) in enumerate(zip(n_rows, noise, decisions)):
+            after = out[onset:]
+            share = 100.0 * float(after[settle:].mean())
+            hits = np.flatnonzero(after)
+            last = f"{(hits[-1] + 1) * FRAME_MS / 1000:.2f}" if len(hits) else "-"
+            k = kinds[i] if kinds is not None else nonspeech_kinds(it, out)
+            row.append(f"{share:.1f} / {last} / {end_state(it, k)}")
+        groups = types + ["all"]
+        plain = {t: Scores() for t in groups}
+        file_part = {lead: {t: Scores() for t in groups} for lead in ("hiss 3 s", "noise 3 s")}
+        with_lead = {lead: {t: Scores() for t in groups} for lead in ("hiss 3 s", "noise 3 s")}
+        base = [i for i in items if i.meta["type"] == "speech" and i.meta["noise"] in types]
+        for item, out in zip(base, DETECTORS[name](base)[0]):
+            _count(plain, item.meta["noise"], item.seg, out)
+        decisions, _, _ = DETECTORS[name]([it for _, it, _ in speech])
+        for (lead, it, n_lead), out in zip(speech, decisions):
+            _count(file_part[lead], it.meta["noise"], it.seg[n_lead:], out[n_lead:])
+            _count(with_lead[lead], it.meta["noise"], it.seg, out)
+        for row, t in zip(s_rows, groups):
+            row.append(f"{plain[t].f1()[2]:.3f} / " + " / ".join(
+                f"{file_part[lead][t].f1()[2]:.3f} ({with_lead[lead][t].f1()[2]:.3f})"
+                for lead in ("hiss 3 s", "noise 3 s")))
+    return (n_header, n_rows), (s_header, s_rows)
+
+
+def _count(by_type: dict[str, Scores], noise: str, seg: np.ndarray, out: np.ndarray) -> None:
+    for t in (noise, "all"):
+        s = by_type[t]
+        s.tp += int(np.sum(out & seg))
+        s.fp += int(np.sum(out & ~seg))
+        s.fn += int(np.sum(~out & seg))
+
+
 # -- report -----------------------------------------------------------------------------------
 def _pct(values: list[int], q: float) -> str:
     if not values:
@@ -297,7 +418,12 @@ def held_out_note(markdown: bool) -> str:
         if name == "in_sample_dev":
             continue
         fas = ", ".join(f"{k[3:]} {v}" for k, v in r.items() if k.startswith("FA_"))
-        lines.append(f"{'- ' if markdown else '  '}{name.replace('_', ' ')}: P {r['P']} R {r['R']} F1 {r['F1']}; FA % {fas}")
+        line = f"{'- ' if markdown else '  '}{name.replace('_', ' ')}: P {r['P']} R {r['R']} F1 {r['F1']}; FA % {fas}"
+        onsets = {k[9:]: v for k, v in r.items() if k.startswith("onset_FA_")}
+        if onsets:  # noise-only lines whose noise starts mid-stream: first ~2.2 s / after
+            line += "; noise onsets, % speech in the first 2.2 s / after: " + ", ".join(
+                f"{k} {a}/{b}" for k, (a, b) in onsets.items())
+        lines.append(line)
     return "\n".join(lines)
 
 
@@ -307,6 +433,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--markdown", action="store_true", help="print tables for docs/benchmarks.md")
     ap.add_argument("--detectors", default=",".join(DETECTORS), help="comma-separated subset")
     ap.add_argument("--verbose", action="store_true", help="list the files whose line state is wrong")
+    ap.add_argument("--no-robustness", action="store_true", help="skip the noise-onset section")
     args = ap.parse_args(argv)
     names = [n for n in args.detectors.split(",") if n]
     for split in splits(args.split):
@@ -330,6 +457,25 @@ def main(argv: list[str] | None = None) -> int:
             for name, s in results.items():
                 for w in s.wrong_lines:
                     print(f"  {name}: wrong line state {w}")
+        if split == "dev" and not args.no_robustness:
+            noise_table, speech_table = robustness(items, names)
+            print(("#### " if args.markdown else "") + "robustness (dev): noise that starts mid-call")
+            print()
+            print("Noise-only lines after a quiet lead (0.5 s of digital silence; 3 s of -70 dBFS hiss), the "
+                  f"noise repeated to {NOISE_S:g} s. Each cell: % of frames called speech from {SETTLE_S:g} s to "
+                  f"{NOISE_S:g} s after the onset / seconds from the onset to the end of the last speech frame "
+                  "('-': none) / line state after the last frame.")
+            print()
+            print(render(*noise_table, args.markdown))
+            print()
+            print("Noisy speech files, speech F1. Each cell: the files as they are / after 3 s of -70 dBFS "
+                  "hiss (the noise starts with the file, the first word ~1 s later) / after 1 s of hiss and 3 s "
+                  "of the same noise alone at the file's noise level (a noise onset 3 s before the file). F1 "
+                  "over the file's frames; in brackets with the lead's frames too (speech called in the lead "
+                  "is a false alarm).")
+            print()
+            print(render(*speech_table, args.markdown))
+            print()
     return 0
 
 

@@ -11,9 +11,16 @@
   the noise-subtracted one (steady hum is subtracted, a voice is not);
 - change: spectral flux (12 bands), band-shape similarity with 80 ms ago ("sustain"), and
   spectral-peak persistence over 60 ms (held notes and hum persist, speech harmonics glide);
-- level against its own running 20th/80th percentiles and a decaying peak;
+- level against its own running 20th/80th percentiles and a decaying peak; the 20th percentile
+  is held no lower than 3 dB under the quietest frame of the last ~2 s, so that a noise which
+  starts mid-call is not taken for a talker once the noise floor has caught up;
 - running averages over 60 ms to 1.2 s: SNR, periodicity, flux, sustain, voiced share, voicing
   switches, low-energy share, level standard deviation, and 4 Hz (syllabic) level modulation.
+
+When the background changes (the noise floor jumps by more than 10 dB from one 16-frame block to
+the next and no frame of the last ~2 s lies more than 6 dB below the new floor: a step to a steady
+noise, not speech, which dips), the SNR averages, the slow level statistics and the 80th
+percentile start again from the present instead of remembering the old background.
 
 `SpeechModel` is a one-hidden-layer perceptron over those features, trained by
 `bench/train_detector.py` on the corpus dev split; its weights live in detector_weights.json.
@@ -42,6 +49,12 @@ LEVEL_FLOOR_DBFS = -100.0  # what digital silence reads as
 # Minimum-statistics noise floor: the minimum of the smoothed periodogram over 6 x 16 frames
 # (1.9 s), times a bias factor.
 _NSUB, _LSUB, _FLOOR_BIAS, _SMOOTH = 6, 16, 1.5, 0.8
+# The level's 20th percentile is held at least this far below the quietest frame over the same
+# horizon (see FrameFeatures.push).
+_P20_MARGIN_DB = 3.0
+# A rise of the noise floor by more than _JUMP_DB from one 16-frame block to the next, with no
+# frame of the last ~2 s more than _JUMP_NEAR_DB below the new floor, is a change of background.
+_JUMP_DB, _JUMP_NEAR_DB = 10.0, 6.0
 
 # Running averages: (name, time constant in frames).  Order matters: it is the model's input.
 _CONTEXT = (
@@ -54,6 +67,13 @@ _CONTEXT = (
     ("mod4_25", 25),
 )
 _CTX_ALPHA = np.array([math.exp(-1.0 / tau) for _, tau in _CONTEXT])
+_CTX_INDEX = {name: i for i, (name, _) in enumerate(_CONTEXT)}
+# Restarted on a change of background: the SNR averages (against a floor that was wrong) from the
+# current frame, the slow level statistics from the fast ones (which no longer hold the old level).
+_RESEED_SNR = [_CTX_INDEX[n] for n in ("snr_3", "snr_15", "snr_50")]
+_RESEED_LEVEL_60 = [_CTX_INDEX[n] for n in ("level_60", "level_sq_60")]
+_RESEED_LEVEL_15 = [_CTX_INDEX[n] for n in ("level_15", "level_sq_15")]
+_LEVEL_15 = _CTX_INDEX["level_15"]
 
 FEATURE_NAMES: tuple[str, ...] = (
     *(f"band_snr_{_EDGES_HZ[i]}_{_EDGES_HZ[j]}" for i, j in zip(_BROAD, _BROAD[1:] + (_NBAND,))),
@@ -111,6 +131,9 @@ class FrameFeatures:
         self._ctx = np.zeros(len(_CONTEXT))
         self._p20 = self._p80 = self._peak = 0.0
         self._voiced = 0.0
+        self._lsub = math.inf  # quietest frame level of the current 16-frame block
+        self._lring = [math.inf] * _NSUB  # ... and of the last 6 blocks
+        self._floor_mark = math.inf  # in-band noise floor at the last block boundary
         self._mod = [0.0, 0.0, 0.0, 0.0]  # resonator state: x1, x2, y1, y2
         self.noise_floor_dbfs = LEVEL_FLOOR_DBFS
 
@@ -180,6 +203,32 @@ class FrameFeatures:
             self._p20 = self._p80 = self._peak = l_tot
         self._p20 += 0.05 if l_tot > self._p20 else -0.2
         self._p80 += 0.2 if l_tot > self._p80 else -0.05
+        # A background that changes mid-call (a quiet room, then a street; hiss, then hum) must
+        # not leave the 20th percentile far below the new level for the ~20 s its slow climb
+        # takes: it is held no lower than the quietest frame of the last ~2 s (less a margin),
+        # the horizon of the noise floor.  Speech dips within 2 s, so it is rarely held.
+        self._lsub = min(self._lsub, l_tot)
+        reseed = False
+        if self._n % _LSUB == 0:
+            self._lring[(self._n // _LSUB) % _NSUB] = self._lsub
+            self._lsub = math.inf
+            lowest = min(self._lring)
+            # The noise floor jumped, and no frame of the last ~2 s was much below it: the
+            # background changed (speech that runs on also lifts the floor, but it dips well
+            # below).  What the running SNR and level statistics remember is of a background
+            # that is gone: they start again from here (see the context update below).
+            floor = 10.0 * math.log10(float(n_band.sum()) * _POWER_TO_MS + _TINY)
+            reseed = floor - self._floor_mark > _JUMP_DB and lowest > floor - _JUMP_NEAR_DB
+            self._floor_mark = floor
+        else:
+            lowest = min(self._lsub, min(self._lring))
+        if reseed:  # the percentiles start again from the last ~2 s: its quietest frame, its mean
+            self._p20 = max(self._p20, lowest)
+            self._p80 = max(self._p80, float(self._ctx[_LEVEL_15]))
+        elif lowest - _P20_MARGIN_DB > self._p20:
+            self._p20 = lowest - _P20_MARGIN_DB
+        if self._p80 < self._p20:
+            self._p80 = self._p20
         self._peak = max(l_tot, self._peak - 0.3)
         voiced = 1.0 if pitch_clean > 0.6 else 0.0
         switch = abs(voiced - self._voiced)
@@ -198,6 +247,9 @@ class FrameFeatures:
         if first:
             ctx[:] = inputs
         else:
+            if reseed:
+                ctx[_RESEED_SNR] = inputs[_RESEED_SNR]
+                ctx[_RESEED_LEVEL_60] = ctx[_RESEED_LEVEL_15]
             ctx *= _CTX_ALPHA
             ctx += (1.0 - _CTX_ALPHA) * inputs
         (snr_3, snr_15, snr_50, pitch_5, pitch_20, flux_10, flux_40, sustain_10, sustain_40,
