@@ -12,8 +12,8 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import (JSON, Boolean, CheckConstraint, DateTime, ForeignKey, Index, Integer,
-                        MetaData, String, Text, UniqueConstraint, text)
+from sqlalchemy import (JSON, BigInteger, Boolean, CheckConstraint, DateTime, ForeignKey, Index,
+                        Integer, MetaData, String, Text, UniqueConstraint, text)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
 
@@ -250,6 +250,66 @@ class CallbackAttempt(Base):
 
     def __repr__(self) -> str:
         return f"<CallbackAttempt {self.id} task={self.task_id} {self.worker} {self.outcome}>"
+
+
+# --- the report's hour summary (db/rollup.py) ------------------------------------------------
+
+class CallHour(Base):
+    """The calls of one past UTC hour, summarised for `frontdesk report` (db/rollup.py): one
+    row per hour and direction with the sums the report's figures and its by-day / by-hour
+    tables need: counts (one column per outcome), R1, and the ring times as count / sum / max
+    and as 100 ms histograms. Written only by rollup.refresh, for hours that ended more than
+    rollup.SETTLE (48 h) ago; never by the agent. Derived data: deleting rows (rollup.forget)
+    only makes the next refresh redo them. A new outcome in OUTCOMES needs its column here (and
+    a migration, as the calls' CHECK does): tests/unit/test_rollup.py checks.
+    """
+
+    __tablename__ = "call_hours"
+    __table_args__ = (
+        # the hours whose open calls may still end (rollup.refresh looks at them again)
+        Index("ix_call_hours_in_progress", "hour", sqlite_where=text("in_progress > 0"),
+              postgresql_where=text("in_progress > 0")),
+        {"sqlite_with_rowid": False},
+    )
+
+    # hours since 1970-01-01T00:00Z of the calls' started_at (an integer: groups and shifts to
+    # the desk's offset cheaply); rollup.hour_start(hour) is the UTC datetime
+    hour: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    direction: Mapped[str] = mapped_column(String(8), primary_key=True)
+    calls: Mapped[int] = mapped_column(Integer)
+    answered: Mapped[int] = mapped_column(Integer)  # answered_at set
+    r1_met: Mapped[int] = mapped_column(Integer)  # r1_met true
+    r1_late: Mapped[int] = mapped_column(Integer)  # r1_met false (answered late: R1 broken)
+    in_progress: Mapped[int] = mapped_column(Integer)  # status not ended when summarised
+    # calls by outcome (OUTCOMES; calls without an outcome yet are in `calls` only)
+    handled: Mapped[int] = mapped_column(Integer)
+    message: Mapped[int] = mapped_column(Integer)
+    missed: Mapped[int] = mapped_column(Integer)
+    abandoned: Mapped[int] = mapped_column(Integer)
+    silent: Mapped[int] = mapped_column(Integer)
+    noisy: Mapped[int] = mapped_column(Integer)
+    after_hours: Mapped[int] = mapped_column(Integer)
+    busy: Mapped[int] = mapped_column(Integer)
+    rejected: Mapped[int] = mapped_column(Integer)
+    interrupted: Mapped[int] = mapped_column(Integer)
+    # ring to answer (ring_ms of the answered calls): how many, total and max ms, histogram
+    # "bucket,count,bucket,count…" of ring_ms // rollup.BUCKET_MS (100 ms)
+    ring_count: Mapped[int] = mapped_column(Integer)
+    ring_sum: Mapped[int] = mapped_column(BigInteger)
+    ring_max: Mapped[int | None] = mapped_column(Integer)
+    ring_hist: Mapped[str | None] = mapped_column(Text)
+    # time to abandon (ring_ms of the missed and abandoned calls), the same way
+    lost_count: Mapped[int] = mapped_column(Integer)
+    lost_sum: Mapped[int] = mapped_column(BigInteger)
+    lost_max: Mapped[int | None] = mapped_column(Integer)
+    lost_hist: Mapped[str | None] = mapped_column(Text)
+    # R1 for the calls never answered: "rings,count,…" of those with r1_met not false (the
+    # report counts rings > answer.max_rings)
+    rings_hist: Mapped[str | None] = mapped_column(Text)
+    summarised_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+    def __repr__(self) -> str:
+        return f"<CallHour {self.hour} {self.direction} calls={self.calls}>"
 
 
 #: Columns an op may set on a call (everything but the keys and the bookkeeping times).

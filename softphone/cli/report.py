@@ -78,11 +78,12 @@ def report(config_file, db, start, end, whole, as_json, plot_file):
     default = None if whole or start or end else DEFAULT_WINDOW
     since, until = window(config, start or default, end)
     engine, Session = session_scope(config)
+    now = datetime.now(timezone.utc)
     try:
+        _summarise(config.storage.db, since, now)
         with Session() as session:
-            figures = build(session, since=since, until=until, tz=config.tz,
-                            now=datetime.now(timezone.utc), max_rings=config.answer.max_rings,
-                            quiet_hours=quiet_hours(config))
+            figures = build(session, since=since, until=until, tz=config.tz, now=now,
+                            max_rings=config.answer.max_rings, quiet_hours=quiet_hours(config))
     finally:
         engine.dispose()
     # R1 on the configured cadence: ring k starts at (k-1) periods; the last allowed ring ends here
@@ -102,6 +103,24 @@ def report(config_file, db, start, end, whole, as_json, plot_file):
     _print(figures)
     if plot_file:
         click.echo(f"plot written to {plot_file}")
+
+
+def _summarise(url: str, since: datetime | None, now: datetime) -> None:
+    """Bring the hour summary up to date (db/rollup.py) when the window reaches back past its
+    horizon. A register this user cannot write (read-only role or file) is read as it is:
+    the report is the same, only slower over the hours not summarised yet."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from db import rollup
+
+    if since is not None and since >= now - rollup.SETTLE:
+        return  # nothing in the window can be summarised
+    try:
+        rollup.refresh_url(url, now)
+    except (SQLAlchemyError, OSError) as error:
+        reason = str(getattr(error, "orig", None) or error).strip().splitlines()[0]
+        click.echo(f"note: the hour summary was not brought up to date ({reason}); "
+                   "the hours not summarised are read from the calls", err=True)
 
 
 def _pct(value: Any) -> str:
@@ -133,6 +152,9 @@ def _print(f: dict[str, Any]) -> None:
                   f"{_ms(ring['mean'])} / {_ms(ring['p50'])} / {_ms(ring['p90'])} / {_ms(ring['max'])}", "")
     table.add_row("time to abandon (missed + abandoned): mean / median",
                   f"{_ms(lost['mean'])} / {_ms(lost['p50'])}", "")
+    resolution = f.get("percentile_resolution_ms") or 1
+    if resolution > 1:
+        table.add_row(f"  (p50, p90, median to {resolution} ms, from the hour summary)", "", "")
     for key, label in _CALLBACKS:
         share = (_pct(f["callbacks_done_within_3_days_pct"]) + " of opened"
                  if key == "callbacks_done_within_3_days" else "")

@@ -31,7 +31,7 @@ def diff(url: str, metadata: sa.MetaData) -> list:
 def test_migrations_build_exactly_the_models(url):
     assert schema.current_revision(url) is None
     schema.upgrade(url)
-    assert schema.current_revision(url) == schema.head_revision() == "0003"
+    assert schema.current_revision(url) == schema.head_revision() == "0004"
     assert diff(url, Base.metadata) == []
 
 
