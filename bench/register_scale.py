@@ -228,11 +228,11 @@ class Generator:
                                   "ended_at": first + timedelta(minutes=1), "worker": "desk1",
                                   "outcome": "no-answer"})
             task["attempts"] += 1
-        self.attempts.append({"task_id": task["id"], "started_at": at - timedelta(minutes=2),
-                              "ended_at": at, "worker": "desk1", "outcome": "reached"})
+        self.attempts.append({"task_id": task["id"], "started_at": at,  # an allowed moment (R13)
+                              "ended_at": at + timedelta(minutes=2), "worker": "desk1", "outcome": "reached"})
         task["attempts"] += 1
-        task.update(state="done", outcome="reached", closed_at=at, closed_by="desk1",
-                    updated_at=at)
+        task.update(state="done", outcome="reached", closed_at=at + timedelta(minutes=2), closed_by="desk1",
+                    updated_at=at + timedelta(minutes=2))
         self._open.pop(task["number"], None)
 
     def finish(self) -> None:
