@@ -44,6 +44,14 @@ log = logging.getLogger("frontdesk.agent")
 Timer = tuple[float, int, str, str]  # (due, sequence, call key, timer name)
 
 
+def _happened_at(item: object) -> float | None:
+    """When a queued item happened (monotonic), or None for a command (fire up to now)."""
+    if item is None or isinstance(item, tuple):
+        return None
+    at = getattr(item, "at", None)
+    return at if at is not None else getattr(item, "invite_at", None)
+
+
 def live_timers(heap: list[Timer], calls: dict[str, "ActiveCall"]) -> list[Timer]:
     """The entries of ``heap`` that can still fire, as a heap.
 
@@ -161,6 +169,9 @@ class Agent(OutgoingCallsMixin):
             except queue.Empty:
                 item = None
             try:
+                # Timers and events in the order they happened (R3, R6, R7 timings): under a
+                # backlog a BYE read 1 s ago must not lose to a timer that fell due since.
+                self._fire_timers(_happened_at(item))
                 if isinstance(item, tuple):
                     if item[0] == "stop":
                         return
@@ -173,12 +184,14 @@ class Agent(OutgoingCallsMixin):
                     self._on_tick(item)
                 elif item is not None:
                     self._on_sip(item)
-                self._fire_timers()
+                if self._queue.empty():
+                    self._fire_timers()
             except Exception:  # one bad event must not stop the agent answering
                 log.exception("agent: error handling %r", type(item).__name__)
 
-    def _fire_timers(self) -> None:
-        now = self._clock()
+    def _fire_timers(self, until: float | None = None) -> None:
+        """Fire the timers due by ``until`` (default: now)."""
+        now = self._clock() if until is None else until
         while self._timers and self._timers[0][0] <= now:
             at, _, key, name = heapq.heappop(self._timers)
             call = self._calls.get(key)
@@ -273,7 +286,7 @@ class Agent(OutgoingCallsMixin):
     def _on_tick(self, tick: MediaTick) -> None:
         recorded = []
         for n, frame in enumerate(tick.frames):
-            if n % 16 == 15:
+            if n % 16 == 15 and self._queue.empty():
                 self._fire_timers()  # a tick of 100 calls takes ms: answer points stay on time
             call = self._calls.get(frame.key)
             if call is None:

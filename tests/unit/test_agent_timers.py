@@ -37,3 +37,56 @@ def test_nothing_is_dropped_while_every_entry_is_live():
     calls = {"a": SimpleNamespace(timers={"x": 1.0, "y": 2.0})}
     heap = [(1.0, 0, "a", "x"), (2.0, 1, "a", "y")]
     assert live_timers(heap, calls) == heap
+
+
+def _bare_agent(now: float):
+    """An Agent with only its event loop's state: the loop's ordering is what is tested."""
+    import queue
+
+    from softphone.agent import Agent
+
+    agent = Agent.__new__(Agent)
+    agent._queue = queue.SimpleQueue()
+    agent._timers = []
+    agent._timer_seq = itertools.count()
+    agent._calls = {"c": SimpleNamespace(timers={})}
+    agent._clock = lambda: now
+    seen: list = []
+    agent._dispatch = lambda call, event: seen.append(("timer", event.name, event.at))
+
+    def on_sip(event):
+        seen.append(("sip", type(event).__name__, event.at))
+        agent._calls.pop(event.key, None)  # the call ends, its timers with it
+
+    agent._on_sip = on_sip
+    agent._on_tick = lambda tick: seen.append(("tick", tick.index, tick.at))
+    return agent, seen
+
+
+def test_a_backlog_keeps_events_and_timers_in_the_order_they_happened():
+    """R3 under load (bench.load at 200 calls): the caller's BYE read at t=100.0 was queued
+    behind a media tick when the agent's 10 s wait for the caller to hang up fell due (t=100.5).
+    The BYE must win: the call ends as hung up by the caller."""
+    from softphone.media import MediaTick
+    from softphone.sip import CallEnded
+
+    agent, seen = _bare_agent(now=101.0)  # the agent thread is 1 s behind
+    agent._calls["c"].timers["wait_hangup"] = 100.5
+    heapq.heappush(agent._timers, (100.5, next(agent._timer_seq), "c", "wait_hangup"))
+    agent._queue.put(MediaTick(at=99.98, index=4999, late_ms=0.0, frames=[]))
+    agent._queue.put(CallEnded(key="c", at=100.0, by="caller", reason="BYE"))
+    agent._queue.put(("stop",))
+    agent._run()
+    assert seen == [("tick", 4999, 99.98), ("sip", "CallEnded", 100.0)]
+
+
+def test_timers_due_before_an_event_fire_before_it():
+    from softphone.sip import CallEnded
+
+    agent, seen = _bare_agent(now=101.0)
+    agent._calls["c"].timers["wait_hangup"] = 100.5
+    heapq.heappush(agent._timers, (100.5, next(agent._timer_seq), "c", "wait_hangup"))
+    agent._queue.put(CallEnded(key="c", at=100.8, by="caller", reason="BYE"))
+    agent._queue.put(("stop",))
+    agent._run()
+    assert seen == [("timer", "wait_hangup", 100.5), ("sip", "CallEnded", 100.8)]
