@@ -43,6 +43,12 @@ log = logging.getLogger("frontdesk.agent")
 
 Timer = tuple[float, int, str, str]  # (due, sequence, call key, timer name)
 
+# Timers that only wait for the clock: R1's answer point and an outgoing call's ring time-out.
+# They fire on time whatever is queued (a CANCEL that races the answer is settled by the SIP
+# layer, which has answered it 487 already). Every other timer waits on what the caller does
+# (speech, DTMF, BYE) and fires in the order of events: see Agent._horizon.
+WALL_CLOCK_TIMERS = frozenset({"answer", "ring_timeout"})
+
 
 def _happened_at(item: object) -> float | None:
     """When a queued item happened (monotonic), or None for a command (fire up to now)."""
@@ -119,9 +125,10 @@ class Agent(OutgoingCallsMixin):
         ports = range(s.rtp_ports[0], s.rtp_ports[1] + 1)
         self.media = (MediaProcess(s.listen[0], ports, self._queue_put) if s.media_process
                       else MediaEngine(s.listen[0], ports, self._queue_put, clock=clock))
-        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._queue: queue.Queue = queue.Queue()  # a Queue, not a SimpleQueue: _horizon peeks at its head
         self._calls: dict[str, ActiveCall] = {}
-        self._timers: list[Timer] = []
+        self._timers: list[Timer] = []       # in event order (see _horizon)
+        self._wall_timers: list[Timer] = []  # WALL_CLOCK_TIMERS: on the clock
         self._timer_seq = itertools.count()
         self._thread: threading.Thread | None = None
         self._stopping = False
@@ -162,8 +169,9 @@ class Agent(OutgoingCallsMixin):
     def _run(self) -> None:
         while True:
             timeout = 0.5
-            if self._timers:
-                timeout = max(0.0, min(timeout, self._timers[0][0] - self._clock()))
+            for heap in (self._wall_timers, self._timers):
+                if heap:
+                    timeout = max(0.0, min(timeout, heap[0][0] - self._clock()))
             try:
                 item = self._queue.get(timeout=timeout)
             except queue.Empty:
@@ -184,16 +192,28 @@ class Agent(OutgoingCallsMixin):
                     self._on_tick(item)
                 elif item is not None:
                     self._on_sip(item)
-                if self._queue.empty():
-                    self._fire_timers()
+                self._fire_timers(self._horizon())
             except Exception:  # one bad event must not stop the agent answering
                 log.exception("agent: error handling %r", type(item).__name__)
 
+    def _horizon(self) -> float:
+        """Now, or when the oldest queued item happened if that is earlier: the timers due
+        before it may fire, the others wait until it has been handled."""
+        now = self._clock()
+        with self._queue.mutex:
+            head = self._queue.queue[0] if self._queue.queue else None
+        at = _happened_at(head)
+        return now if at is None else min(now, at)
+
     def _fire_timers(self, until: float | None = None) -> None:
-        """Fire the timers due by ``until`` (default: now)."""
-        now = self._clock() if until is None else until
-        while self._timers and self._timers[0][0] <= now:
-            at, _, key, name = heapq.heappop(self._timers)
+        """Fire the wall-clock timers due by now and the others due by ``until`` (default: now)."""
+        now = self._clock()
+        self._fire(self._wall_timers, now)
+        self._fire(self._timers, now if until is None else min(now, until))
+
+    def _fire(self, heap: list[Timer], now: float) -> None:
+        while heap and heap[0][0] <= now:
+            at, _, key, name = heapq.heappop(heap)
             call = self._calls.get(key)
             if call is not None and call.timers.get(name) == at:
                 del call.timers[name]
@@ -286,8 +306,8 @@ class Agent(OutgoingCallsMixin):
     def _on_tick(self, tick: MediaTick) -> None:
         recorded = []
         for n, frame in enumerate(tick.frames):
-            if n % 16 == 15 and self._queue.empty():
-                self._fire_timers()  # a tick of 100 calls takes ms: answer points stay on time
+            if n % 16 == 15:
+                self._fire_timers(self._horizon())  # a tick of 100 calls takes ms: answer points stay on time
             call = self._calls.get(frame.key)
             if call is None:
                 continue
@@ -352,7 +372,8 @@ class Agent(OutgoingCallsMixin):
     def _execute(self, call: ActiveCall, action: Any, now: float) -> None:
         if isinstance(action, SetTimer):
             call.timers[action.name] = action.at
-            heapq.heappush(self._timers, (action.at, next(self._timer_seq), call.key, action.name))
+            heap = self._wall_timers if action.name in WALL_CLOCK_TIMERS else self._timers
+            heapq.heappush(heap, (action.at, next(self._timer_seq), call.key, action.name))
         elif isinstance(action, CancelTimer):
             call.timers.pop(action.name, None)
         elif isinstance(action, Answer):
@@ -430,8 +451,10 @@ class Agent(OutgoingCallsMixin):
     def _finish(self, call: ActiveCall, action: Finish, now: float) -> None:
         self._calls.pop(call.key, None)
         call.timers.clear()
-        if len(self._timers) > 256 and len(self._timers) > 4 * sum(len(c.timers) for c in self._calls.values()):
+        if len(self._timers) + len(self._wall_timers) > 256 and \
+                len(self._timers) + len(self._wall_timers) > 4 * sum(len(c.timers) for c in self._calls.values()):
             self._timers = live_timers(self._timers, self._calls)  # amortised: at most every ~N calls
+            self._wall_timers = live_timers(self._wall_timers, self._calls)
         if call.media_open:
             self.media.close(call.key)
         fields: dict[str, Any] = {

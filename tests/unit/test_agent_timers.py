@@ -46,8 +46,9 @@ def _bare_agent(now: float):
     from softphone.agent import Agent
 
     agent = Agent.__new__(Agent)
-    agent._queue = queue.SimpleQueue()
+    agent._queue = queue.Queue()
     agent._timers = []
+    agent._wall_timers = []
     agent._timer_seq = itertools.count()
     agent._calls = {"c": SimpleNamespace(timers={})}
     agent._clock = lambda: now
@@ -90,3 +91,21 @@ def test_timers_due_before_an_event_fire_before_it():
     agent._queue.put(("stop",))
     agent._run()
     assert seen == [("timer", "wait_hangup", 100.5), ("sip", "CallEnded", 100.8)]
+
+
+def test_the_answer_point_waits_for_nothing_queued():
+    """R1: the answer timer fires on the clock even while older media ticks are queued (at 150
+    calls the agent thread ran up to 2 s behind on ticks; the answer point must not)."""
+    from softphone.media import MediaTick
+
+    agent, seen = _bare_agent(now=101.0)
+    agent._calls["c"].timers["answer"] = 100.5
+    heapq.heappush(agent._wall_timers, (100.5, next(agent._timer_seq), "c", "answer"))
+    agent._calls["c"].timers["no_speech"] = 100.5
+    heapq.heappush(agent._timers, (100.5, next(agent._timer_seq), "c", "no_speech"))
+    agent._queue.put(MediaTick(at=99.0, index=1, late_ms=0.0, frames=[]))
+    agent._queue.put(MediaTick(at=100.9, index=2, late_ms=0.0, frames=[]))
+    agent._queue.put(("stop",))
+    agent._run()
+    assert seen == [("timer", "answer", 100.5), ("tick", 1, 99.0), ("timer", "no_speech", 100.5),
+                    ("tick", 2, 100.9)]
