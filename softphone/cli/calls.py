@@ -12,7 +12,7 @@ from typing import Any
 import click
 
 from . import describe
-from .common import config_options, load_config, session_scope
+from .common import config_options, ctrl_c_ends, load_config, session_scope
 from .output import dumps, emit_rows, output_format, output_options
 from .when import HELP as TIME_HELP, BadTime, parse_range
 
@@ -283,6 +283,7 @@ def replay(config_file, db, call_ref, speed, channel, out_file, device, force, r
                 click.echo(line)
             else:
                 marks.append((playback.frame_at(event["t_ms"] - start, rate, speed), line))
+        ctrl_c_ends()
         try:
             output.play(audio, marks, on_mark=click.echo)
         except KeyboardInterrupt:

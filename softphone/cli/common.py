@@ -1,6 +1,8 @@
 """Options and helpers every command shares: where the configuration and the register are."""
 from __future__ import annotations
 
+import signal
+import threading
 
 import click
 
@@ -44,3 +46,15 @@ def session_scope(config: Config):
     return engine, session_factory(engine)
 
 
+
+
+def ctrl_c_ends() -> None:
+    """Make SIGINT raise KeyboardInterrupt even when the process started with it ignored.
+
+    A process started from a non-interactive shell's background job (`cmd &` in a script, CI)
+    inherits SIGINT as SIG_IGN, and Python then leaves it ignored: `kill -INT` would not end
+    `frontdesk follow` or `calls replay`, which end on Ctrl-C by design.
+    """
+    if threading.current_thread() is threading.main_thread() and \
+            signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)

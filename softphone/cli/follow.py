@@ -14,7 +14,7 @@ from datetime import datetime, timezone
 import click
 
 from . import describe
-from .common import config_options, load_config, session_scope
+from .common import config_options, ctrl_c_ends, load_config, session_scope
 from .output import console, dumps
 from .when import HELP as TIME_HELP, BadTime, parse_time
 
@@ -50,6 +50,7 @@ def follow(config_file, db, as_json, since, caller, outcome, interval, duration)
     follower = Follower(since=start, caller=caller, outcomes=outcomes)
     show = _json_printer(config.tz) if as_json else _text_printer(config.tz)
     deadline = None if duration is None else time.monotonic() + duration
+    ctrl_c_ends()
     try:
         with Session() as session:
             follower.start(session)

@@ -203,3 +203,29 @@ def test_two_followers_live_within_half_a_second_and_ctrl_c(live):
         results = [(p.wait(10), p.stderr.read()) for p in procs]
     for code, err in results:
         assert code == 0 and "Traceback" not in err and "Aborted" not in err
+
+
+def test_ctrl_c_ends_a_follower_started_with_sigint_ignored(live):
+    """A follower started from a script's background job inherits SIGINT ignored (POSIX: `cmd &`
+    without job control); `kill -INT` must still end it cleanly (the CI run found it hanging)."""
+    _, config, writer, _ = live
+    env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1"}
+    env.pop("FRONTDESK_DB", None)
+    proc = subprocess.Popen([sys.executable, "-m", "softphone", "follow", "--config", str(config), "--json",
+                             "--since", "1m"], cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+    try:
+        lines = _reader(proc)
+        place(writer, "4003")
+        assert writer.flush(5)
+        _, first = _next(lines, 15)  # it is up and polling
+        assert first["caller"] == "4003"
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            code = proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+            raise AssertionError("the follower ignored SIGINT") from None
+    assert code == 0 and "Traceback" not in proc.stderr.read()
