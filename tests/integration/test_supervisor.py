@@ -58,7 +58,12 @@ def test_follow_list_report_show_replay_export_on_real_calls(agent_factory, rig_
         time.sleep(1.0)  # a few polls of the follower after the last commit
     finally:
         follower.send_signal(signal.SIGINT)
-        out, err = follower.communicate(timeout=10)
+        try:
+            out, err = follower.communicate(timeout=10)
+        except subprocess.TimeoutExpired:
+            follower.kill()  # leave nothing running
+            follower.communicate(timeout=5)
+            raise
     assert follower.returncode == 0 and "Traceback" not in err
 
     # the register as the agent wrote it matches what was placed (answered calls: handled or a

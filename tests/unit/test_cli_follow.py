@@ -200,7 +200,13 @@ def test_two_followers_live_within_half_a_second_and_ctrl_c(live):
     finally:
         for proc in procs:
             proc.send_signal(signal.SIGINT)
-        results = [(p.wait(10), p.stderr.read()) for p in procs]
+        try:
+            results = [(p.wait(10), p.stderr.read()) for p in procs]
+        finally:
+            for proc in procs:  # leave nothing running
+                if proc.poll() is None:
+                    proc.kill()
+                    proc.wait(5)
     for code, err in results:
         assert code == 0 and "Traceback" not in err and "Aborted" not in err
 
