@@ -115,11 +115,23 @@ class Follower:
     def poll(self, session: Session) -> list[FeedItem]:
         """Everything committed since the last poll (at most `batch` events; call again while
         `behind` is True), oldest first."""
-        items = self._events(session) + self._tasks(session)
+        events = self._events(session)
         if self._held:
-            items += self._released(session)
-        # in time order; a task queued at the very moment its call ended comes after the call
-        items.sort(key=lambda item: (item.at, item.source != "event", item.id))
+            events += self._released(session)
+        # call events in the order they were written (a call's own events in seq order, even
+        # where `at` is not monotonic: the first recorded frame's tick can be due a few ms before
+        # the ACK was read); the callback tasks merged in by time, a task queued at the very
+        # moment its call ended after the call
+        events.sort(key=lambda item: item.id)
+        tasks = sorted(self._tasks(session), key=lambda item: (item.at, item.id))
+        items: list[FeedItem] = []
+        t = 0
+        for event in events:
+            while t < len(tasks) and tasks[t].at < event.at:
+                items.append(tasks[t])
+                t += 1
+            items.append(event)
+        items += tasks[t:]
         return items
 
     @property

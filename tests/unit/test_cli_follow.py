@@ -94,6 +94,28 @@ def test_a_follower_sees_new_events_only_and_in_order(live):
     assert [i.seq for i in seen] == [1, 2, 3, 4] and {i.caller for i in seen} == {"1002"}
 
 
+def test_a_calls_events_come_in_seq_order_even_when_their_times_are_not(live):
+    """The first recorded frame's tick can be due a few ms before the ACK was read, so the
+    `recording` event (seq 4) has an earlier `at` than `confirmed` (seq 3). One poll that holds
+    both must still show them as the register stores them (a CI run saw them swapped)."""
+    _, _, writer, Session = live
+    follower = Follower()
+    with Session() as session:
+        follower.start(session)
+    uid = new_uid()
+    t0 = datetime.now(timezone.utc)
+    ms = lambda n: t0 + timedelta(milliseconds=n)  # noqa: E731
+    writer.submit(OpenCall(uid, {"call_id": uid, "agent": "desk1", "caller": "1003", "called": "8000",
+                                 "started_at": t0, "ringing_at": t0, "status": "ringing"}))
+    for seq, (t, kind) in enumerate([(5, "ringing"), (1000, "answered"), (1012, "confirmed"),
+                                     (1004, "recording"), (1020, "prompt")], start=1):
+        writer.submit(AddEvent(uid, seq, ms(t), t, kind, None))
+    assert writer.flush(5)
+    with Session() as session:
+        seen = follower.poll(session)
+    assert [i.kind for i in seen] == ["ringing", "answered", "confirmed", "recording", "prompt"]
+
+
 def test_caller_and_outcome_filters(live):
     _, _, writer, Session = live
     by_caller, by_outcome = Follower(caller="2002"), Follower(outcomes=["missed"])
